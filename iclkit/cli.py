@@ -1,0 +1,254 @@
+"""The ``iclkit`` command line."""
+
+from __future__ import annotations
+
+import functools
+import inspect
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import click
+import yaml
+
+from iclkit._version import __version__
+from iclkit.builder import PromptBuilder
+from iclkit.errors import IclkitError
+from iclkit.pool import Pool
+from iclkit.registry import GROUPS, Registry
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _friendly_errors(command: F) -> F:
+    """Turn iclkit's input errors into one clean ``Error: ...`` line and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return command(*args, **kwargs)
+        except (IclkitError, FileNotFoundError) as error:
+            raise click.ClickException(str(error)) from error
+
+    return wrapper  # type: ignore[return-value]
+
+
+def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, Any]:
+    """Parse ``KEY=VALUE`` pairs; values are read as YAML scalars (``0.5``, ``true``, ``foo``)."""
+    parsed: dict[str, Any] = {}
+    for item in values:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
+        parsed[key.strip()] = yaml.safe_load(raw) if raw else ""
+    return parsed
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(__version__, prog_name="iclkit")
+def main() -> None:
+    r"""iclkit: build and study in-context learning prompts.
+
+    \b
+    Start with:
+      iclkit plugins                 what selectors, orderers, formatters, backends exist
+      iclkit build --help            build a few-shot prompt from a pool file
+
+    Every command takes -h/--help.
+    """
+
+
+@main.command()
+@click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+def plugins(as_json: bool) -> None:
+    r"""List every registered plugin, per group, with the package it comes from.
+
+    Built-ins and third-party plugins are found the same way, through the entry-point groups
+    iclkit.selectors, iclkit.orderers, iclkit.formatters and iclkit.backends. Listing imports
+    no plugin.
+
+    \b
+    Example:
+      iclkit plugins --json | python -m json.tool
+    """
+    listing = {group: registry.plugins() for group, registry in GROUPS.items()}
+    if as_json:
+        payload = {
+            group: [
+                {
+                    "name": info.name,
+                    "distribution": info.distribution,
+                    "version": info.version,
+                    "target": info.target,
+                }
+                for info in infos
+            ]
+            for group, infos in listing.items()
+        }
+        click.echo(json.dumps(payload, indent=2))
+        return
+    for group, infos in listing.items():
+        click.secho(f"{group}:", bold=True)
+        if not infos:
+            click.echo("  (none installed)")
+        for info in infos:
+            source = f"{info.distribution} {info.version}" if info.distribution else "in-process"
+            click.echo(f"  {info.name:<24} {source:<28} {info.target}")
+
+
+def _options_for(registry: Registry[Any], name: str, candidates: dict[str, Any]) -> dict[str, Any]:
+    """Keep the candidate options that the named plugin's constructor accepts."""
+    parameters = inspect.signature(registry.get(name)).parameters
+    return {key: value for key, value in candidates.items() if key in parameters}
+
+
+@main.command()
+@click.option(
+    "--pool",
+    "pool_path",
+    required=True,
+    type=click.Path(dir_okay=True, path_type=Path),
+    help="Demonstration pool: .jsonl, .csv, .tsv, or a folder saved by datasets.",
+)
+@click.option(
+    "--query", "queries", required=True, multiple=True, help="Query text (repeat for several)."
+)
+@click.option("--selector", default="random", show_default=True, help="Selector plugin name.")
+@click.option("--k", default=4, show_default=True, type=int, help="Number of demonstrations.")
+@click.option("--orderer", default="as-selected", show_default=True, help="Orderer plugin name.")
+@click.option("--formatter", default="text", show_default=True, help="Formatter plugin name.")
+@click.option(
+    "--template",
+    default=None,
+    help="Template with {field} names and {output} for the label, e.g. "
+    "'Review: {text}\\nSentiment: {output}'. (chat formatter: the user-turn template.)",
+)
+@click.option("--instruction", default=None, help="Task instruction placed before the demos.")
+@click.option(
+    "--verbalize",
+    multiple=True,
+    metavar="LABEL=WORD",
+    help="Map a label to the word shown, e.g. --verbalize 0=negative (repeatable).",
+)
+@click.option(
+    "--seed", default=0, show_default=True, type=int, help="Seed for random choices/orders."
+)
+@click.option(
+    "--input-field",
+    "input_fields",
+    multiple=True,
+    default=("text",),
+    show_default=True,
+    help="Pool field(s) forming the input (repeatable).",
+)
+@click.option(
+    "--output-field", default="label", show_default=True, help="Pool field holding the label."
+)
+@click.option(
+    "--option",
+    "-o",
+    "selector_options",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="Extra selector option, e.g. -o per_query=false (repeatable).",
+)
+@click.option(
+    "--token-budget", type=int, default=None, help="Drop least relevant demos to fit N tokens."
+)
+@click.option("--allow-fewer", is_flag=True, help="Use fewer than k demos if the pool is small.")
+@click.option("--json", "as_json", is_flag=True, help="Print the prompt and its provenance.")
+@_friendly_errors
+def build(
+    pool_path: Path,
+    queries: tuple[str, ...],
+    selector: str,
+    k: int,
+    orderer: str,
+    formatter: str,
+    template: str | None,
+    instruction: str | None,
+    verbalize: tuple[str, ...],
+    seed: int,
+    input_fields: tuple[str, ...],
+    output_field: str,
+    selector_options: tuple[str, ...],
+    token_budget: int | None,
+    allow_fewer: bool,
+    as_json: bool,
+) -> None:
+    r"""Build a few-shot prompt for a query from a pool file and print it.
+
+    The selector picks k demonstrations from the pool, the orderer arranges them and the
+    formatter renders them with the query. The same --seed always gives the same prompt.
+    Pool fields default to `text` and `label`, the Hugging Face classification convention.
+
+    \b
+    Examples:
+      iclkit build --pool pool.jsonl --query "a gripping film" --k 4
+      iclkit build --pool pool.jsonl --query "dull" --selector balanced --seed 3 \\
+          --template "Review: {text}\\nSentiment: {output}" \\
+          --verbalize 0=negative --verbalize 1=positive --json
+      iclkit build --pool nli.csv --input-field premise --input-field hypothesis \\
+          --query '{"premise": "...", "hypothesis": "..."}' --formatter chat
+
+    With several --input-field, give each query as a JSON object of those fields.
+    With --json the output is {"prompt", "messages", "demos": [{"index", "score", "input",
+    "output"}], "dropped"}; with several queries, one JSON object per line.
+    """
+    pool = Pool.load(pool_path, input_fields=list(input_fields), output_field=output_field)
+    selector_spec = {"name": selector}
+    selector_spec |= _options_for(GROUPS["selectors"], selector, {"seed": seed})
+    selector_spec |= _parse_assignments(selector_options, "--option")
+    orderer_spec = {"name": orderer} | _options_for(GROUPS["orderers"], orderer, {"seed": seed})
+    formatter_extra: dict[str, Any] = {}
+    if verbalize:
+        formatter_extra["verbalizer"] = {
+            str(key): str(value)
+            for key, value in _parse_assignments(verbalize, "--verbalize").items()
+        }
+    if template is not None:
+        template = template.replace("\\n", "\n")
+        formatter_extra["template"] = template
+        formatter_extra["input_template"] = template
+    formatter_spec = {"name": formatter} | _options_for(
+        GROUPS["formatters"], formatter, formatter_extra
+    )
+    builder = PromptBuilder(
+        selector=selector_spec,
+        orderer=orderer_spec,
+        formatter=formatter_spec,
+        k=k,
+        instruction=instruction,
+        token_budget=token_budget,
+        allow_fewer=allow_fewer,
+    ).fit(pool)
+    parsed_queries: list[Any] = [_parse_query(query, len(input_fields)) for query in queries]
+    prompts = builder.build_batch(parsed_queries)
+    for number, prompt in enumerate(prompts):
+        if as_json:
+            click.echo(json.dumps(prompt.to_json_dict(), ensure_ascii=False))
+        else:
+            if number:
+                click.echo("\n" + "=" * 40 + "\n")
+            click.echo(prompt.text)
+
+
+def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:
+    if n_fields == 1:
+        return query
+    try:
+        value = json.loads(query)
+    except json.JSONDecodeError:
+        value = None
+    if not isinstance(value, dict):
+        raise click.BadParameter(
+            f"with {n_fields} --input-field options each query must be a JSON object of those "
+            f"fields, got {query!r}",
+            param_hint="--query",
+        )
+    return value
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -1,0 +1,1 @@
+"""Formatters: the interface, templates, and the built-in text and chat formatters."""

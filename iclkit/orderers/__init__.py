@@ -1,0 +1,1 @@
+"""Orderers: the interface and the built-in as-selected, reverse and random orders."""

@@ -1,0 +1,76 @@
+"""The :class:`Prompt` a builder produces, with the provenance of its demonstrations."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from iclkit.example import Example
+
+
+class Demonstration(BaseModel):
+    """A pool example chosen as a demonstration.
+
+    ``index`` is its position in the pool, ``score`` the selector's relevance score (higher is
+    more relevant; ``None`` for selectors without one, such as ``random``) and ``rank`` its
+    position in the selector's ranking (0 = most relevant).
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    index: int
+    score: float | None
+    rank: int
+    example: Example
+
+
+class Message(BaseModel):
+    """One chat message: a role and its content."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Prompt(BaseModel):
+    """A built prompt: its text, the same prompt as chat messages, and its provenance.
+
+    ``text`` ends where the model's answer starts; ``answer_prefix`` is what separates it from
+    the answer in the demonstrations (for ``"Sentiment: {output}"`` a single space), so that
+    ``text + answer_prefix + verbalized_label`` is how a demonstration reads.
+    ``demonstrations`` are in final prompt order; ``dropped`` are those removed to fit the
+    token budget, least relevant first.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    text: str
+    messages: tuple[Message, ...]
+    query: Example
+    demonstrations: tuple[Demonstration, ...] = ()
+    dropped: tuple[Demonstration, ...] = ()
+    instruction: str | None = None
+    answer_prefix: str = ""
+
+    def to_json_dict(self) -> dict[str, Any]:
+        """The JSON form printed by ``iclkit build --json``.
+
+        ``{"prompt", "messages", "demos": [{"index", "score", "input", "output"}], "dropped"}``.
+        """
+        return {
+            "prompt": self.text,
+            "messages": [message.model_dump() for message in self.messages],
+            "demos": [_demo_json(demo) for demo in self.demonstrations],
+            "dropped": [_demo_json(demo) for demo in self.dropped],
+        }
+
+
+def _demo_json(demo: Demonstration) -> dict[str, Any]:
+    return {
+        "index": demo.index,
+        "score": demo.score,
+        "input": demo.example.input,
+        "output": demo.example.output,
+    }

@@ -1,0 +1,266 @@
+"""The plugin registry: entry-point groups for selectors, orderers, formatters and backends.
+
+Built-in components are declared in iclkit's own ``pyproject.toml`` under the same entry-point
+groups a third-party package uses, so both are found the same way::
+
+    [project.entry-points."iclkit.selectors"]
+    my-selector = "my_package.selector:MySelector"
+
+Lookup is lazy: listing plugins reads package metadata only, and only the plugin asked for by
+name is imported. ``register_selector(name, cls)`` (and its siblings) add a plugin in-process,
+for scripts and notebooks.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from collections.abc import Mapping
+from dataclasses import dataclass
+from importlib.metadata import EntryPoint, entry_points
+from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
+
+from iclkit.errors import (
+    ConfigError,
+    PluginConflictError,
+    PluginLoadError,
+    PluginNotFoundError,
+)
+
+if TYPE_CHECKING:
+    from iclkit.formatters.base import Formatter
+    from iclkit.orderers.base import Orderer
+    from iclkit.selectors.base import Selector
+
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """What the registry knows about one plugin without importing it.
+
+    ``target`` is the ``module:attribute`` it loads from; ``distribution`` and ``version`` name
+    the installed package that declares it (``None`` for in-process registrations).
+    """
+
+    group: str
+    name: str
+    target: str
+    distribution: str | None
+    version: str | None
+
+
+@dataclass(frozen=True)
+class _Declared:
+    info: PluginInfo
+    entry_point: EntryPoint | None
+    obj: Any = None
+
+
+class Registry(Generic[T]):
+    """The plugins of one entry-point group, e.g. ``iclkit.selectors``.
+
+    ``base`` is the class (``"module:Name"``, imported on first use) that every plugin of the
+    group must subclass.
+    """
+
+    def __init__(self, group: str, kind: str, base: str) -> None:
+        self.group = group
+        self.kind = kind
+        self.base = base
+        self._local: dict[str, _Declared] = {}
+
+    # -- discovery ------------------------------------------------------------------------------
+
+    def _declared(self) -> dict[str, list[_Declared]]:
+        found: dict[str, list[_Declared]] = {}
+        for ep in entry_points(group=self.group):
+            dist = getattr(ep, "dist", None)
+            info = PluginInfo(
+                group=self.group,
+                name=ep.name,
+                target=ep.value,
+                distribution=dist.metadata["Name"] if dist is not None else None,
+                version=dist.version if dist is not None else None,
+            )
+            same = found.setdefault(ep.name, [])
+            # One package seen twice (an editable install beside its build folder) is no clash.
+            if all(d.info.target != info.target for d in same):
+                same.append(_Declared(info, ep))
+        return found
+
+    def names(self) -> list[str]:
+        """Every registered plugin name in the group, sorted; imports nothing."""
+        return sorted(set(self._declared()) | set(self._local))
+
+    def plugins(self) -> list[PluginInfo]:
+        """One :class:`PluginInfo` per name (in-process registrations win), sorted by name."""
+        declared = self._declared()
+        result = []
+        for name in self.names():
+            if name in self._local:
+                result.append(self._local[name].info)
+            else:
+                result.extend(d.info for d in declared[name])
+        return result
+
+    # -- lookup ---------------------------------------------------------------------------------
+
+    def _base_class(self) -> type[T]:
+        module, _, attr = self.base.partition(":")
+        return cast("type[T]", getattr(importlib.import_module(module), attr))
+
+    def get(self, name: str) -> type[T]:
+        """Import and return the plugin class registered as ``name``.
+
+        Raises:
+            PluginNotFoundError: if no plugin has that name (the message lists those that do).
+            PluginConflictError: if two installed packages declare the name differently.
+            PluginLoadError: if the plugin cannot be imported or is not a subclass of the
+                group's base class.
+        """
+        if name in self._local:
+            return cast("type[T]", self._local[name].obj)
+        declared = self._declared()
+        if name not in declared:
+            raise PluginNotFoundError(self.kind, name, self.names())
+        candidates = declared[name]
+        if len(candidates) > 1:
+            sources = "; ".join(f"{d.info.distribution} ({d.info.target})" for d in candidates)
+            raise PluginConflictError(
+                f"{self.kind} {name!r} is declared by several packages: {sources}. Fix: "
+                f"uninstall one, or choose with register_{self.kind}({name!r}, cls, "
+                "override=True)"
+            )
+        entry = candidates[0]
+        assert entry.entry_point is not None
+        try:
+            obj = entry.entry_point.load()
+        except Exception as error:
+            raise PluginLoadError(
+                f"{self.kind} plugin {name!r} from {entry.info.distribution} could not be "
+                f"imported from {entry.info.target}: {type(error).__name__}: {error}"
+            ) from error
+        self._check(name, obj)
+        return cast("type[T]", obj)
+
+    def _check(self, name: str, obj: Any) -> None:
+        base = self._base_class()
+        if not (inspect.isclass(obj) and issubclass(obj, base)):
+            raise PluginLoadError(
+                f"{self.kind} plugin {name!r} is {obj!r}, not a subclass of "
+                f"{base.__module__}.{base.__qualname__}"
+            )
+
+    def create(self, spec: str | Mapping[str, Any] | T, **options: Any) -> T:
+        """Return a component from an instance, a name, or a ``{"name": ..., **options}`` map.
+
+        Options given both in the mapping and as keywords take the keyword's value. An
+        instance is returned as it is (options are not allowed with it).
+
+        Raises:
+            PluginNotFoundError: for an unknown name.
+            ConfigError: for options the plugin's constructor does not take, or a spec of the
+                wrong type.
+        """
+        if isinstance(spec, str):
+            name, merged = spec, dict(options)
+        elif isinstance(spec, Mapping):
+            merged = {k: v for k, v in spec.items() if k != "name"} | options
+            if "name" not in spec:
+                raise ConfigError(f"{self.kind} spec {dict(spec)!r} needs a 'name' key")
+            name = str(spec["name"])
+        elif isinstance(spec, self._base_class()):
+            if options:
+                raise ConfigError(
+                    f"options {sorted(options)} cannot be applied to a ready {self.kind} "
+                    "instance; pass them to its constructor"
+                )
+            return spec
+        else:
+            raise ConfigError(
+                f"a {self.kind} must be a name, a {{'name': ...}} mapping or an instance, "
+                f"got {type(spec).__name__}"
+            )
+        cls = self.get(name)
+        accepted = _accepted_options(cls)
+        if accepted is not None:
+            unknown = sorted(set(merged) - accepted)
+            if unknown:
+                takes = ", ".join(sorted(accepted)) or "no options"
+                raise ConfigError(
+                    f"{self.kind} {name!r} does not take option(s) {', '.join(unknown)}; "
+                    f"it takes: {takes}"
+                )
+        try:
+            return cls(**merged)
+        except TypeError as error:
+            raise ConfigError(f"{self.kind} {name!r}: {error}") from error
+
+    # -- in-process registration ----------------------------------------------------------------
+
+    def register(self, name: str, plugin: type[T], *, override: bool = False) -> type[T]:
+        """Register ``plugin`` as ``name`` for this process; returns it (usable as decorator).
+
+        Raises:
+            PluginConflictError: if the name is taken and ``override`` is false.
+            PluginLoadError: if ``plugin`` is not a subclass of the group's base class.
+        """
+        self._check(name, plugin)
+        if not override and name in self.names():
+            raise PluginConflictError(
+                f"{self.kind} {name!r} is already registered; pass override=True to replace it"
+            )
+        info = PluginInfo(
+            group=self.group,
+            name=name,
+            target=f"{plugin.__module__}:{plugin.__qualname__}",
+            distribution=None,
+            version=None,
+        )
+        self._local[name] = _Declared(info, None, plugin)
+        return plugin
+
+    def unregister(self, name: str) -> None:
+        """Remove an in-process registration (installed entry points stay).
+
+        Raises:
+            PluginNotFoundError: if ``name`` was not registered in-process.
+        """
+        if name not in self._local:
+            raise PluginNotFoundError(self.kind, name, self._local)
+        del self._local[name]
+
+
+def _accepted_options(cls: type) -> set[str] | None:
+    """Keyword names the constructor takes, or ``None`` if it takes ``**kwargs``."""
+    parameters = inspect.signature(cls).parameters.values()
+    if any(p.kind is inspect.Parameter.VAR_KEYWORD for p in parameters):
+        return None
+    return {
+        p.name
+        for p in parameters
+        if p.kind in (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    }
+
+
+selectors: Registry[Selector] = Registry(
+    "iclkit.selectors", "selector", "iclkit.selectors.base:Selector"
+)
+orderers: Registry[Orderer] = Registry("iclkit.orderers", "orderer", "iclkit.orderers.base:Orderer")
+formatters: Registry[Formatter] = Registry(
+    "iclkit.formatters", "formatter", "iclkit.formatters.base:Formatter"
+)
+backends: Registry[Any] = Registry("iclkit.backends", "backend", "iclkit.backends.base:Backend")
+
+GROUPS: dict[str, Registry[Any]] = {
+    "selectors": selectors,
+    "orderers": orderers,
+    "formatters": formatters,
+    "backends": backends,
+}
+
+register_selector = selectors.register
+register_orderer = orderers.register
+register_formatter = formatters.register
+register_backend = backends.register

@@ -1,0 +1,1 @@
+"""Demonstration selectors: the interface and the built-in random, first and balanced."""

@@ -1,0 +1,103 @@
+"""The selector interface every demonstration selector, built-in or plugin, implements."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING
+
+from iclkit.errors import NotFittedError
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from iclkit.example import Example
+    from iclkit.pool import Pool
+
+
+@dataclass(frozen=True)
+class Selection:
+    """A selector's answer for one query: pool indices, most relevant first, and their scores.
+
+    ``scores[i]`` belongs to ``indices[i]``; higher is more relevant. Selectors without a notion
+    of relevance (``random``) give ``None`` scores and rank by their own order.
+
+    Raises:
+        ValueError: if ``indices`` and ``scores`` differ in length.
+    """
+
+    indices: tuple[int, ...]
+    scores: tuple[float | None, ...]
+
+    def __post_init__(self) -> None:
+        if len(self.indices) != len(self.scores):
+            raise ValueError(
+                f"Selection has {len(self.indices)} indices but {len(self.scores)} scores"
+            )
+
+
+class Selector(ABC):
+    """Chooses which pool examples become demonstrations for a query.
+
+    Follows scikit-learn: the constructor only stores parameters, :meth:`fit` takes the pool
+    (and does the expensive work, such as embedding it), and :meth:`select` answers one query.
+    :meth:`select_batch` answers many at once; override it when batching is faster (one
+    embedding call, one index search).
+
+    Every implementation must honour ``exclude``: the indices of pool examples that are the
+    query itself. :class:`~iclkit.builder.PromptBuilder` passes them and checks the answer.
+    """
+
+    pool_: Pool
+
+    def fit(self, pool: Pool) -> Self:
+        """Remember the pool (and precompute what selection needs). Returns ``self``."""
+        self.pool_ = pool
+        return self
+
+    @property
+    def pool(self) -> Pool:
+        """The fitted pool.
+
+        Raises:
+            NotFittedError: if :meth:`fit` has not been called.
+        """
+        try:
+            return self.pool_
+        except AttributeError:
+            raise NotFittedError(
+                f"{type(self).__name__} is not fitted; call .fit(pool) first"
+            ) from None
+
+    @abstractmethod
+    def select(self, query: Example, k: int, *, exclude: frozenset[int] = frozenset()) -> Selection:
+        """Choose up to ``k`` pool indices for ``query``, none of them in ``exclude``.
+
+        Raises:
+            NotFittedError: if the selector has not been fitted.
+        """
+
+    def select_batch(
+        self,
+        queries: Sequence[Example],
+        k: int,
+        *,
+        exclude: Sequence[frozenset[int]] | None = None,
+    ) -> list[Selection]:
+        """Choose demonstrations for many queries; ``exclude[i]`` belongs to ``queries[i]``.
+
+        The default answers one query at a time; selectors with a faster batched path
+        override it.
+
+        Raises:
+            ValueError: if ``exclude`` and ``queries`` differ in length.
+        """
+        excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
+        if len(excludes) != len(queries):
+            raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
+        return [self.select(q, k, exclude=ex) for q, ex in zip(queries, excludes, strict=True)]
+
+    def candidates(self, exclude: frozenset[int]) -> list[int]:
+        """The pool indices that may be selected: all of them except ``exclude``, in order."""
+        return [i for i in range(len(self.pool)) if i not in exclude]
