@@ -13,6 +13,7 @@ orderers and formatters::
 from iclkit._version import __version__
 from iclkit.builder import PromptBuilder, whitespace_length
 from iclkit.errors import (
+    BackendError,
     ConfigError,
     DataError,
     IclkitError,
@@ -40,6 +41,7 @@ from iclkit.registry import (
 from iclkit.selectors.base import Selection, Selector
 
 __all__ = [
+    "BackendError",
     "ConfigError",
     "DataError",
     "Demonstration",

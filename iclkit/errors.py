@@ -66,6 +66,10 @@ class NotFittedError(IclkitError, RuntimeError):
     """A component was used before ``fit`` gave it its pool."""
 
 
+class BackendError(IclkitError, RuntimeError):
+    """A model backend failed: unreachable server, rejected request, missing capability."""
+
+
 class PluginError(IclkitError, LookupError):
     """Base class of plugin registry errors."""
 

@@ -28,6 +28,7 @@ from iclkit.errors import (
 )
 
 if TYPE_CHECKING:
+    from iclkit.backends.base import Backend
     from iclkit.formatters.base import Formatter
     from iclkit.orderers.base import Orderer
     from iclkit.selectors.base import Selector
@@ -251,7 +252,7 @@ orderers: Registry[Orderer] = Registry("iclkit.orderers", "orderer", "iclkit.ord
 formatters: Registry[Formatter] = Registry(
     "iclkit.formatters", "formatter", "iclkit.formatters.base:Formatter"
 )
-backends: Registry[Any] = Registry("iclkit.backends", "backend", "iclkit.backends.base:Backend")
+backends: Registry[Backend] = Registry("iclkit.backends", "backend", "iclkit.backends.base:Backend")
 
 GROUPS: dict[str, Registry[Any]] = {
     "selectors": selectors,

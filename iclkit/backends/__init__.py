@@ -1,0 +1,1 @@
+"""Model backends: the interface and the built-in backends."""

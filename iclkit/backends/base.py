@@ -1,0 +1,82 @@
+"""The backend interface: generate text for prompts and score candidate continuations."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from iclkit.prompt import Prompt
+
+
+@dataclass(frozen=True)
+class Capabilities:
+    """What a backend can do.
+
+    ``chat``: takes chat messages; ``completion``: takes plain text prompts; ``logprobs``: can
+    return log-probabilities, so :meth:`Backend.score` works.
+    """
+
+    chat: bool
+    completion: bool
+    logprobs: bool
+
+
+@dataclass(frozen=True)
+class ContinuationScore:
+    """The log-likelihood of one candidate continuation given a prompt.
+
+    ``logprob`` is the sum of the continuation's token log-probabilities (natural log) and
+    ``n_tokens`` its length in tokens, for length-normalised scoring.
+    """
+
+    logprob: float
+    n_tokens: int
+
+
+class Backend(ABC):
+    """A language model that iclkit can send prompts to.
+
+    Constructors only store settings (model name, URL, limits); the connection or weights are
+    opened lazily on first use.
+    """
+
+    @property
+    @abstractmethod
+    def capabilities(self) -> Capabilities:
+        """What this backend supports."""
+
+    @property
+    @abstractmethod
+    def identity(self) -> str:
+        """A stable string naming the backend and model (for caches and results; no secrets)."""
+
+    @abstractmethod
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Generate a completion for each prompt (greedy when ``temperature`` is 0).
+
+        Raises:
+            BackendError: if the model cannot be reached or rejects the request.
+        """
+
+    @abstractmethod
+    def score(
+        self, prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]
+    ) -> list[list[ContinuationScore]]:
+        """Score ``candidates[i]`` (continuations of ``prompts[i].text``) for every prompt.
+
+        A continuation is the exact text that follows the prompt, e.g.
+        ``prompt.answer_prefix + "positive"``.
+
+        Raises:
+            BackendError: if the backend cannot return log-probabilities (the message names
+                the alternative, such as generation with answer parsing).
+        """
