@@ -10,7 +10,14 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
 REPO = Path(__file__).resolve().parents[1]
-SHARED_DATA = REPO.parent / "shared" / "data"
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real data sets in ../shared/data (SST-2, AG News, CB), read in place."""
+    path = REPO.parent / "shared" / "data"
+    assert path.is_dir(), f"{path} is missing: CI clones the project with ../shared beside it"
+    return path
 
 
 @pytest.fixture
