@@ -21,7 +21,7 @@ from iclkit.embedding.index import IndexKind, VectorIndex
 from iclkit.embedding.sentence_transformer import SentenceTransformerEmbedder
 from iclkit.errors import ConfigError, DataError
 from iclkit.example import Example
-from iclkit.selectors.base import Selection, Selector
+from iclkit.selectors.base import Selection, Selector, exclude_sets
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -76,6 +76,20 @@ def check_fetch_k(fetch_k: int) -> int:
     if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
         raise ConfigError(f"fetch_k must be a positive integer, got {fetch_k!r}")
     return fetch_k
+
+
+def vector_excludes(
+    vectors: Vectors, exclude: Sequence[frozenset[int]] | None
+) -> list[frozenset[int]]:
+    """The per-row exclude sets for query vectors: ``exclude`` as a list, or empty sets.
+
+    Raises:
+        ValueError: if ``exclude`` and ``vectors`` differ in length.
+    """
+    excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
+    if len(excludes) != len(vectors):
+        raise ValueError(f"{len(vectors)} query vectors but {len(excludes)} exclude sets")
+    return excludes
 
 
 def check_texts(pool: Pool) -> None:
@@ -241,9 +255,7 @@ class EmbeddingSelector(Selector):
             ValueError: if ``exclude`` and ``queries`` differ in length.
         """
         check_k(k)
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
-        if len(excludes) != len(queries):
-            raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
+        excludes = exclude_sets(queries, exclude)
         return self.select_vectors(self.embed_queries(queries), k, exclude=excludes)
 
     def select_vectors(
@@ -254,10 +266,11 @@ class EmbeddingSelector(Selector):
         Raises:
             NotFittedError: if the selector has not been fitted.
             ConfigError: if ``k`` is negative.
+            ValueError: if ``exclude`` and ``vectors`` differ in length.
         """
         check_k(k)
         self.pool  # noqa: B018 - raises NotFittedError before anything else
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
+        excludes = vector_excludes(vectors, exclude)
         if k == 0:
             return [Selection((), ()) for _ in excludes]
         candidates = nearest(self.index_, vectors, self.fetch_size(k), excludes)

@@ -8,7 +8,13 @@ import numpy as np
 
 from iclkit.embedding.base import Vectors
 from iclkit.selectors.base import Selection
-from iclkit.selectors.embedding import EmbeddingSelector, check_k, nearest, to_selection
+from iclkit.selectors.embedding import (
+    EmbeddingSelector,
+    check_k,
+    nearest,
+    to_selection,
+    vector_excludes,
+)
 
 
 class KNNBalancedSelector(EmbeddingSelector):
@@ -44,10 +50,11 @@ class KNNBalancedSelector(EmbeddingSelector):
         Raises:
             NotFittedError: if the selector has not been fitted.
             ConfigError: if ``k`` is negative.
+            ValueError: if ``exclude`` and ``vectors`` differ in length.
         """
         check_k(k)
         self.pool  # noqa: B018 - raises NotFittedError before anything else
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
+        excludes = vector_excludes(vectors, exclude)
         quota = k // len(self.label_members_)
         per_label = [
             nearest(self.label_indexes_[label], vectors, k, excludes, ids=members)

@@ -16,12 +16,13 @@ import numpy.typing as npt
 
 from iclkit.embedding.index import VectorIndex
 from iclkit.errors import ConfigError
-from iclkit.selectors.base import Selection
+from iclkit.selectors.base import Selection, exclude_sets
 from iclkit.selectors.embedding import (
     EmbeddingSelector,
     check_k,
     nearest,
     to_selection,
+    vector_excludes,
 )
 
 if TYPE_CHECKING:
@@ -146,10 +147,7 @@ class VoteKSelector(EmbeddingSelector):
         if self.budget is not None:
             return super().select_batch(queries, k, exclude=exclude)
         check_k(k)
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
-        if len(excludes) != len(queries):
-            raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
-        return self._ranked(k, excludes)
+        return self._ranked(k, exclude_sets(queries, exclude))
 
     def select_vectors(
         self, vectors: Vectors, k: int, *, exclude: Sequence[frozenset[int]] | None = None
@@ -159,10 +157,11 @@ class VoteKSelector(EmbeddingSelector):
         Raises:
             NotFittedError: if the selector has not been fitted.
             ConfigError: if ``k`` is negative.
+            ValueError: if ``exclude`` and ``vectors`` differ in length.
         """
         check_k(k)
         self.pool  # noqa: B018 - raises NotFittedError before anything else
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
+        excludes = vector_excludes(vectors, exclude)
         if self.budget is None:
             return self._ranked(k, excludes)
         found = nearest(self.chosen_index_, vectors, k, excludes, ids=self.chosen_)
