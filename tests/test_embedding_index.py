@@ -25,7 +25,7 @@ def clustered(sizes, clusters=1000, noise=1.0, seed=0):
 
 @pytest.fixture(scope="module")
 def data():
-    pool, queries = clustered([10_000, 300])
+    pool, queries = clustered([10_000, 300], clusters=100)
     truth = np.argsort(-(queries @ pool.T), axis=1)[:, :8]
     return pool, queries, truth
 
