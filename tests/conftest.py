@@ -65,12 +65,12 @@ def read_sst2(path: Path) -> Pool:
     return Pool.from_records(records)
 
 
-def _sst2_prompts(data: Path, n: int, k: int = 4, seed: int = 0) -> tuple[PromptBuilder, list]:
+def _sst2_prompts(data: Path, n: int, k: int, selector) -> tuple[PromptBuilder, list]:
     """A fitted builder and few-shot prompts for the first ``n`` dev examples."""
     train = read_sst2(data / "sst2" / "stsa.binary.train")
     dev = read_sst2(data / "sst2" / "stsa.binary.dev")
     builder = PromptBuilder(
-        selector={"name": "balanced", "seed": seed},
+        selector=selector,
         formatter={"name": "text", "template": TEMPLATE, "verbalizer": VERBALIZER},
         k=k,
     ).fit(train)
@@ -79,5 +79,9 @@ def _sst2_prompts(data: Path, n: int, k: int = 4, seed: int = 0) -> tuple[Prompt
 
 @pytest.fixture(scope="session")
 def sst2_prompts(shared_data):
-    """A factory ``(n, k=4, seed=0) -> (fitted builder, prompts for the first n dev examples)``."""
-    return lambda n, k=4, seed=0: _sst2_prompts(shared_data, n, k, seed)
+    """A factory ``(n, k=4, selector="first") -> (fitted builder, prompts for dev[:n])``.
+
+    The default demonstrations are the first four training examples (labels 1, 0, 0, 1), the
+    same for every query as in Zhao et al. 2021.
+    """
+    return lambda n, k=4, selector="first": _sst2_prompts(shared_data, n, k, selector)

@@ -14,7 +14,7 @@ pytestmark = pytest.mark.slow
 
 @pytest.fixture(scope="module")
 def prompts(sst2_prompts):
-    return sst2_prompts(3)[1]
+    return sst2_prompts(2)[1]
 
 
 def test_registered_through_entry_point():
@@ -25,7 +25,7 @@ def test_registered_through_entry_point():
 
 def test_shared_prefix_scores_equal_naive_forwards(prompts):
     long_prompt = prompts[0].model_copy(
-        update={"text": "Review: " + "an overlong and tedious film " * 120 + "\nSentiment:"}
+        update={"text": "Review: " + "an overlong and tedious film " * 90 + "\nSentiment:"}
     )
     batch = [*prompts, long_prompt]  # the last one is past Gemma's 512-token sliding window
     candidates = [[" positive", " negative", " rather mixed, honestly"]] * len(batch)

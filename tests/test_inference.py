@@ -106,7 +106,7 @@ def test_classifier_options_are_checked():
 
 @pytest.mark.slow
 def test_likelihood_classifier_with_and_without_calibration(sst2_prompts):
-    builder, prompts = sst2_prompts(6)
+    builder, prompts = sst2_prompts(4)
     backend = LocalBackend()
     plain = LikelihoodClassifier(backend, VERBALIZER).predict(prompts)
     calibrated = LikelihoodClassifier(
@@ -127,7 +127,7 @@ def test_likelihood_classifier_with_and_without_calibration(sst2_prompts):
 
 @pytest.mark.slow
 def test_generation_classifier_parses_into_label_space(sst2_prompts):
-    _, prompts = sst2_prompts(3)
+    _, prompts = sst2_prompts(2)
     predictions = GenerationClassifier("local", VERBALIZER, max_tokens=3).predict(prompts)
     assert len(predictions) == 3
     for prediction in predictions:

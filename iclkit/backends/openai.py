@@ -22,6 +22,7 @@ Label scoring:
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -429,10 +430,13 @@ class OpenAIBackend(Backend):
         arguments = {k: v for k, v in request.items() if k not in ("endpoint", "base_url")}
         self.requests_sent_ += 1
         result: Any
-        if request["endpoint"] == "chat":
-            result = await client.chat.completions.create(**arguments)
-        else:
-            result = await client.completions.create(**arguments)
+        try:
+            if request["endpoint"] == "chat":
+                result = await client.chat.completions.create(**arguments)
+            else:
+                result = await client.completions.create(**arguments)
+        except json.JSONDecodeError as error:
+            raise _MalformedResponse(f"the response is not valid JSON ({error})") from error
         if not hasattr(result, "model_dump"):
             raise _MalformedResponse(f"the response is not JSON: {str(result)[:200]!r}")
         data: dict[str, Any] = result.model_dump(mode="json")
