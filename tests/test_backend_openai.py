@@ -3,8 +3,6 @@ and a real llama.cpp server serving the bundled Gemma GGUF."""
 
 import json
 import socket
-import subprocess
-import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -12,9 +10,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from iclkit import BackendError
+from iclkit.backends.llama_server import LlamaServer, free_port
 from iclkit.backends.local import LocalBackend
 from iclkit.backends.openai import OpenAIBackend
-from iclkit.bundled_models import bundled_gguf_path
 from iclkit.errors import ConfigError
 from iclkit.example import Example
 from iclkit.inference import LikelihoodClassifier
@@ -32,12 +30,6 @@ def prompt(text="Review: a joy from start to finish\nSentiment:"):
         query=Example(input="x"),
         answer_prefix=" ",
     )
-
-
-def free_port():
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # -- a scripted faulty server ---------------------------------------------------------------------
@@ -330,46 +322,10 @@ def test_bad_options():
 
 
 @pytest.fixture(scope="module")
-def llama_server(tmp_path_factory):
-    """``python -m llama_cpp.server`` serving the bundled Gemma GGUF on a free local port."""
-    port = free_port()
-    log = tmp_path_factory.mktemp("llama") / "server.log"
-    command = [
-        sys.executable,
-        "-m",
-        "llama_cpp.server",
-        "--model",
-        str(bundled_gguf_path()),
-        "--model_alias",
-        "gemma-3-270m",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--logits_all",
-        "true",
-        "--n_ctx",
-        "1024",
-    ]
-    with log.open("w") as output:
-        process = subprocess.Popen(command, stdout=output, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 180
-        while True:
-            try:
-                with socket.create_connection(("127.0.0.1", port), timeout=1):
-                    break
-            except OSError:
-                assert process.poll() is None, log.read_text()
-                assert time.monotonic() < deadline, (
-                    "llama.cpp server did not start:\n" + log.read_text()
-                )
-                time.sleep(0.5)
-        yield url + "/v1"
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
+def llama_server():
+    """A real llama.cpp server serving the bundled Gemma GGUF on a free local port."""
+    with LlamaServer(n_ctx=1024) as url:
+        yield url
 
 
 def gemma(url, tmp_path, **options):
@@ -413,7 +369,7 @@ def test_llama_server_bad_input(llama_server, tmp_path):
     with pytest.raises(BackendError, match="'gpt-4o' is not served .* it serves: gemma-3-270m"):
         OpenAIBackend(model="gpt-4o", base_url=llama_server, cache=False).generate([prompt()])
     too_long = prompt("word " * 1500)
-    with pytest.raises(BackendError, match=r"HTTP 400\).*context window"):
+    with pytest.raises(BackendError, match=r"HTTP 400\).*maximum context length is 1024"):
         gemma(llama_server, tmp_path).generate([too_long], max_tokens=2)
 
 
