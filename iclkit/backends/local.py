@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from iclkit.backends.base import Backend, Capabilities, ContinuationScore
+from iclkit.backends.base import Backend, Capabilities, ContinuationScore, check_candidates
 from iclkit.bundled_models import BUNDLED_LM, load_causal_lm
 from iclkit.errors import BackendError, ConfigError
 from iclkit.prompt import Prompt
@@ -112,17 +112,18 @@ class LocalBackend(Backend):
         import torch
 
         model, tokenizer = self._lm()
-        tokenizer.padding_side = "left"
         results: list[str] = []
         for start in range(0, len(prompts), self.batch_size):
             texts = [p.text for p in prompts[start : start + self.batch_size]]
-            batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+            batch = tokenizer(texts, return_tensors="pt", padding=True, padding_side="left").to(
+                model.device
+            )
             self._check_length(
                 int(batch.input_ids.shape[1]) + max_tokens, model, "a prompt plus max_tokens"
             )
             options: dict[str, Any] = {"do_sample": False, "top_p": None, "top_k": None}
             if temperature > 0:
-                options = {"do_sample": True, "temperature": temperature, "top_k": 0}
+                options = {"do_sample": True, "temperature": temperature, "top_k": 0, "top_p": 1.0}
                 if seed is not None:
                     torch.manual_seed(seed + start)
             if stop:
@@ -156,11 +157,7 @@ class LocalBackend(Backend):
         """
         import torch
 
-        if len(prompts) != len(candidates):
-            raise BackendError(
-                f"score() got {len(prompts)} prompts but {len(candidates)} candidate lists; "
-                "give one list of candidates per prompt"
-            )
+        check_candidates(prompts, candidates)
         model, tokenizer = self._lm()
         results = []
         with torch.inference_mode():

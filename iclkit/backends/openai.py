@@ -41,7 +41,7 @@ from tenacity import (
 )
 from tqdm.auto import tqdm
 
-from iclkit.backends.base import Backend, Capabilities, ContinuationScore
+from iclkit.backends.base import Backend, Capabilities, ContinuationScore, check_candidates
 from iclkit.backends.response_cache import ResponseCache
 from iclkit.bundled_models import cache_dir
 from iclkit.errors import BackendError, ConfigError
@@ -245,11 +245,7 @@ class OpenAIBackend(Backend):
                 alternatives), the labels' first tokens are not distinct (chat), a candidate
                 tokenizes to nothing, or a request fails as in :meth:`generate`.
         """
-        if len(prompts) != len(candidates):
-            raise BackendError(
-                f"score() got {len(prompts)} prompts but {len(candidates)} candidate lists; "
-                "give one list of candidates per prompt"
-            )
+        check_candidates(prompts, candidates)
         if not self.logprobs:
             raise BackendError(
                 f"{self.identity} was configured without log-probabilities (logprobs=False) "

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from tqdm.auto import tqdm
@@ -29,10 +29,11 @@ FormatterSpec = Formatter | str | Mapping[str, Any]
 _CHUNK = 32
 
 
-def _chunks(prompts: Sequence[Prompt], what: str) -> list[Sequence[Prompt]]:
+def _chunks(prompts: Sequence[Prompt], what: str) -> Iterator[Sequence[Prompt]]:
+    """``prompts`` in slices of ``_CHUNK``, with a progress bar when there is more than one."""
     starts = range(0, len(prompts), _CHUNK)
-    progress = tqdm(starts, desc=what, unit="batch", disable=len(prompts) <= _CHUNK)
-    return [prompts[start : start + _CHUNK] for start in progress]
+    for start in tqdm(starts, desc=what, unit="batch", disable=len(prompts) <= _CHUNK):
+        yield prompts[start : start + _CHUNK]
 
 
 class LikelihoodClassifier:
