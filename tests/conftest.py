@@ -6,6 +6,8 @@ from pathlib import Path
 
 import pytest
 
+from iclkit import Pool, PromptBuilder
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 
@@ -69,3 +71,40 @@ def bundled_embedder():
     embedder = SentenceTransformerEmbedder()
     embedder.encode(["warm up"])
     return embedder
+
+
+# -- few-shot SST-2 prompts for the backend and inference tests ---------------------------------
+
+VERBALIZER = {"0": "negative", "1": "positive"}
+TEMPLATE = "Review: {input}\nSentiment: {output}"
+
+
+def read_sst2(path: Path) -> Pool:
+    """An SST-2 split (``LABEL TEXT`` per line) as a pool."""
+    records = []
+    for line in path.read_text().splitlines():
+        label, text = line.split(" ", 1)
+        records.append({"text": text, "label": label})
+    return Pool.from_records(records)
+
+
+def _sst2_prompts(data: Path, n: int, k: int, selector) -> tuple[PromptBuilder, list]:
+    """A fitted builder and few-shot prompts for the first ``n`` dev examples."""
+    train = read_sst2(data / "sst2" / "stsa.binary.train")
+    dev = read_sst2(data / "sst2" / "stsa.binary.dev")
+    builder = PromptBuilder(
+        selector=selector,
+        formatter={"name": "text", "template": TEMPLATE, "verbalizer": VERBALIZER},
+        k=k,
+    ).fit(train)
+    return builder, builder.build_batch(list(dev)[:n])
+
+
+@pytest.fixture(scope="session")
+def sst2_prompts(shared_data):
+    """A factory ``(n, k=4, selector="first") -> (fitted builder, prompts for dev[:n])``.
+
+    The default demonstrations are the first four training examples (labels 1, 0, 0, 1), the
+    same for every query as in Zhao et al. 2021.
+    """
+    return lambda n, k=4, selector="first": _sst2_prompts(shared_data, n, k, selector)

@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from iclkit.errors import BackendError
 from iclkit.prompt import Prompt
 
 
@@ -80,3 +81,16 @@ class Backend(ABC):
             BackendError: if the backend cannot return log-probabilities (the message names
                 the alternative, such as generation with answer parsing).
         """
+
+
+def check_candidates(prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]) -> None:
+    """Check that :meth:`Backend.score` got one list of candidates per prompt.
+
+    Raises:
+        BackendError: if the two sequences differ in length.
+    """
+    if len(prompts) != len(candidates):
+        raise BackendError(
+            f"score() got {len(prompts)} prompts but {len(candidates)} candidate lists; "
+            "give one list of candidates per prompt"
+        )

@@ -1,0 +1,384 @@
+"""The openai backend: retries and errors against a scripted faulty server, the response cache,
+and a real llama.cpp server serving the bundled Gemma GGUF."""
+
+import json
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+
+from iclkit import BackendError
+from iclkit.backends.llama_server import LlamaServer, free_port
+from iclkit.backends.local import LocalBackend
+from iclkit.backends.openai import OpenAIBackend
+from iclkit.errors import ConfigError
+from iclkit.example import Example
+from iclkit.inference import LikelihoodClassifier
+from iclkit.prompt import Message, Prompt
+from iclkit.registry import backends
+
+SECRET = "sk-test-DO-NOT-LEAK-4f9a1c"
+LABELS = {"0": "negative", "1": "positive"}
+
+
+def prompt(text="Review: a joy from start to finish\nSentiment:"):
+    return Prompt(
+        text=text,
+        messages=(Message(role="user", content=text),),
+        query=Example(input="x"),
+        answer_prefix=" ",
+    )
+
+
+# -- a scripted faulty server ---------------------------------------------------------------------
+
+
+def completion(text=" positive", logprobs=None):
+    return {
+        "id": "cmpl-1",
+        "object": "text_completion",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [{"text": text, "index": 0, "logprobs": logprobs, "finish_reason": "length"}],
+    }
+
+
+def chat(content="positive", top=None):
+    logprobs = None
+    if top is not None:
+        entries = [{"token": t, "logprob": v, "bytes": None} for t, v in top.items()]
+        logprobs = {
+            "content": [{"token": content, "logprob": -0.1, "bytes": None, "top_logprobs": entries}]
+        }
+    return {
+        "id": "chat-1",
+        "object": "chat.completion",
+        "created": 0,
+        "model": "fake-model",
+        "choices": [
+            {
+                "index": 0,
+                "finish_reason": "length",
+                "logprobs": logprobs,
+                "message": {"role": "assistant", "content": content},
+            }
+        ],
+    }
+
+
+class FaultyServer:
+    """Answers POSTs from a script of faults; ``/v1/models`` lists ``fake-model``.
+
+    A step is ``("ok", body)``, ``("status", code, headers, body)``, ``("sleep", seconds,
+    body)``, ``("drop",)`` or ``("malformed",)``; the last step repeats.
+    """
+
+    def __init__(self):
+        self.script = [("ok", completion())]
+        self.requests = []  # (path, headers, body) of every POST
+        self.in_flight = self.max_in_flight = 0
+        self.lock = threading.Lock()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def send_json(self, code, body, headers=()):
+                data = json.dumps(body).encode()
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def do_GET(self):
+                self.send_json(
+                    200,
+                    {
+                        "object": "list",
+                        "data": [
+                            {"id": "fake-model", "object": "model", "created": 0, "owned_by": "me"}
+                        ],
+                    },
+                )
+
+            def do_POST(self):
+                body = json.loads(self.rfile.read(int(self.headers["content-length"])))
+                with server.lock:
+                    server.requests.append(
+                        (self.path, {k.lower(): v for k, v in self.headers.items()}, body)
+                    )
+                    step = server.script[0] if len(server.script) == 1 else server.script.pop(0)
+                    server.in_flight += 1
+                    server.max_in_flight = max(server.max_in_flight, server.in_flight)
+                try:
+                    kind = step[0]
+                    if kind == "ok":
+                        self.send_json(200, step[1])
+                    elif kind == "status":
+                        self.send_json(step[1], step[3], step[2])
+                    elif kind == "sleep":
+                        time.sleep(step[1])
+                        self.send_json(200, step[2])
+                    elif kind == "drop":
+                        self.connection.shutdown(socket.SHUT_RDWR)
+                    elif kind == "malformed":
+                        data = b'{"id": "cmpl-1", "choices": [{"text": '
+                        self.send_response(200)
+                        self.send_header("content-type", "application/json")
+                        self.send_header("content-length", str(len(data)))
+                        self.end_headers()
+                        self.wfile.write(data)
+                finally:
+                    with server.lock:
+                        server.in_flight -= 1
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def posts(self):
+        return len(self.requests)
+
+
+@pytest.fixture
+def faulty():
+    server = FaultyServer()
+    yield server
+    server.httpd.shutdown()
+    server.httpd.server_close()
+
+
+def backend(url, tmp_path=None, **options):
+    settings = {
+        "model": "fake-model",
+        "base_url": url,
+        "api_key": SECRET,
+        "backoff": 0.01,
+        "max_backoff": 0.05,
+        "max_retries": 2,
+        "timeout": 5.0,
+    }
+    settings["cache_path" if tmp_path else "cache"] = (
+        tmp_path / "cache.sqlite" if tmp_path else False
+    )
+    return OpenAIBackend(**(settings | options))
+
+
+def test_registered_through_entry_point():
+    created = backends.create({"name": "openai", "model": "m", "base_url": "http://x/v1"})
+    assert isinstance(created, OpenAIBackend)
+    assert created.identity == "openai:m@http://x/v1"
+
+
+def test_rate_limit_honours_retry_after(faulty):
+    faulty.script = [
+        ("status", 429, [("retry-after", "1")], {"error": {"message": "slow down"}}),
+        ("ok", completion(" fine")),
+    ]
+    start = time.monotonic()
+    assert backend(faulty.url).generate([prompt()]) == [" fine"]
+    assert time.monotonic() - start >= 1.0  # backoff alone would wait at most 0.05 s
+    assert faulty.posts() == 2
+
+
+@pytest.mark.parametrize("code", [500, 502, 503])
+def test_server_errors_are_retried(faulty, code):
+    faulty.script = [("status", code, [], {"error": {"message": "oops"}}), ("ok", completion())]
+    assert backend(faulty.url).generate([prompt()]) == [" positive"]
+    assert faulty.posts() == 2
+
+
+def test_persistent_server_error_gives_up_after_max_retries(faulty):
+    faulty.script = [("status", 500, [], {"error": {"message": "database on fire"}})]
+    with pytest.raises(BackendError, match=r"HTTP 500 after 3 attempts.*database on fire"):
+        backend(faulty.url).generate([prompt()])
+    assert faulty.posts() == 3
+
+
+def test_timeout_is_retried(faulty):
+    faulty.script = [("sleep", 2.0, completion()), ("ok", completion(" fast"))]
+    assert backend(faulty.url, timeout=0.5).generate([prompt()]) == [" fast"]
+    assert faulty.posts() == 2
+
+
+def test_persistent_timeout_is_a_clear_error(faulty):
+    faulty.script = [("sleep", 1.0, completion())]
+    with pytest.raises(BackendError, match="timed out after 0.3 s"):
+        backend(faulty.url, timeout=0.3, max_retries=1).generate([prompt()])
+
+
+def test_dropped_connection_is_retried(faulty):
+    faulty.script = [("drop",), ("ok", completion(" back"))]
+    assert backend(faulty.url).generate([prompt()]) == [" back"]
+    assert faulty.posts() == 2
+
+
+def test_malformed_json_is_retried_then_reported(faulty):
+    faulty.script = [("malformed",), ("ok", completion(" parsed"))]
+    assert backend(faulty.url).generate([prompt()]) == [" parsed"]
+    faulty.script = [("malformed",)]
+    with pytest.raises(BackendError, match="malformed response after 3 attempts"):
+        backend(faulty.url).generate([prompt()])
+
+
+@pytest.mark.parametrize(
+    ("code", "hint"), [(400, ""), (401, "API key"), (404, "model name"), (422, "")]
+)
+def test_client_errors_raise_at_once_with_the_server_message(faulty, code, hint):
+    faulty.script = [("status", code, [], {"error": {"message": f"server says no ({code})"}})]
+    with pytest.raises(BackendError, match=rf"HTTP {code}\): .*server says no \({code}\).*{hint}"):
+        backend(faulty.url).generate([prompt()])
+    assert faulty.posts() == 1
+
+
+def test_unreachable_server():
+    url = f"http://127.0.0.1:{free_port()}/v1"
+    with pytest.raises(BackendError, match="cannot reach the server at .* after 2 attempts"):
+        backend(url, max_retries=1).generate([prompt()])
+
+
+def test_wrong_model_name_lists_the_served_models(faulty):
+    with pytest.raises(BackendError, match="'gpt-x' is not served .* it serves: fake-model"):
+        backend(faulty.url, model="gpt-x").generate([prompt()])
+    assert faulty.posts() == 0
+
+
+def test_concurrency_is_bounded(faulty):
+    faulty.script = [("sleep", 0.2, completion())]
+    texts = backend(faulty.url, concurrency=3).generate([prompt(f"p{i}:") for i in range(9)])
+    assert texts == [" positive"] * 9
+    assert faulty.max_in_flight == 3
+
+
+def test_cache_hit_sends_no_request_and_never_stores_the_key(faulty, tmp_path):
+    prompts = [prompt("a:"), prompt("b:")]
+    first = backend(faulty.url, tmp_path).generate(prompts, max_tokens=3)
+    assert faulty.posts() == 2
+    assert all(headers["authorization"] == f"Bearer {SECRET}" for _, headers, _ in faulty.requests)
+    rerun = backend(faulty.url, tmp_path)
+    assert rerun.generate(prompts, max_tokens=3) == first
+    assert faulty.posts() == 2 and rerun.requests_sent_ == 0
+    backend(faulty.url, tmp_path).generate(prompts, max_tokens=4)  # other parameters: a miss
+    assert faulty.posts() == 4
+    for path in tmp_path.iterdir():
+        assert SECRET.encode() not in path.read_bytes()
+    assert SECRET not in repr(rerun) and SECRET not in rerun.identity
+
+
+def test_sampling_without_seed_is_not_cached(faulty, tmp_path):
+    for _ in range(2):
+        backend(faulty.url, tmp_path).generate([prompt()], temperature=0.8)
+    assert faulty.posts() == 2
+
+
+def test_score_without_logprobs_names_the_alternative(faulty):
+    with pytest.raises(BackendError, match="GenerationClassifier"):
+        backend(faulty.url, logprobs=False).score([prompt()], [[" a", " b"]])
+    assert faulty.posts() == 0
+    faulty.script = [("ok", completion(logprobs=None))]  # a server that ignores echo/logprobs
+    with pytest.raises(BackendError, match="does not support echo.*GenerationClassifier"):
+        backend(faulty.url).score([prompt()], [[" a", " b"]])
+
+
+def test_chat_top_logprobs_scoring(faulty):
+    faulty.script = [("ok", chat(top={"positive": -0.2, "neg": -1.5, "The": -3.0}))]
+    (scores,) = backend(faulty.url, mode="chat").score([prompt()], [[" positive", " negative"]])
+    assert [s.logprob for s in scores] == [-0.2, -1.5]
+    assert faulty.requests[0][0].endswith("/chat/completions")
+    assert faulty.requests[0][2]["messages"] == [{"role": "user", "content": prompt().text}]
+
+
+def test_chat_scoring_rejects_labels_sharing_a_first_token(faulty):
+    faulty.script = [("ok", chat(top={"very": -0.2, "The": -3.0}))]
+    with pytest.raises(BackendError, match="start with the same token 'very'.*scoring='echo'"):
+        backend(faulty.url, mode="chat").score([prompt()], [[" very good", " very bad"]])
+
+
+def test_chat_without_top_logprobs_names_the_alternative(faulty):
+    faulty.script = [("ok", chat())]
+    with pytest.raises(BackendError, match="no top log-probabilities.*GenerationClassifier"):
+        backend(faulty.url, mode="chat").score([prompt()], [[" a", " b"]])
+
+
+def test_bad_options(monkeypatch):
+    with pytest.raises(ConfigError, match="mode"):
+        OpenAIBackend(model="m", mode="edit")
+    with pytest.raises(ConfigError, match="cannot echo"):
+        OpenAIBackend(model="m", mode="chat", scoring="echo")
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(BackendError, match="OPENAI_API_KEY"):
+        OpenAIBackend(model="m", cache=False).generate([prompt()])
+
+
+# -- a real llama.cpp server ----------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def llama_server():
+    """A real llama.cpp server serving the bundled Gemma GGUF on a free local port."""
+    with LlamaServer(n_ctx=1024) as url:
+        yield url
+
+
+def gemma(url, tmp_path, **options):
+    return OpenAIBackend(
+        model="gemma-3-270m",
+        base_url=url,
+        cache_path=tmp_path / "c.sqlite",
+        timeout=120.0,
+        **options,
+    )
+
+
+@pytest.mark.slow
+def test_llama_server_generate_and_cache(llama_server, tmp_path):
+    prompts = [prompt(), prompt("Review: dull and far too long\nSentiment:")]
+    first = gemma(llama_server, tmp_path).generate(prompts, max_tokens=4, stop=["\n"])
+    assert len(first) == 2 and all("\n" not in text for text in first)
+    rerun = gemma(llama_server, tmp_path)
+    assert rerun.generate(prompts, max_tokens=4, stop=["\n"]) == first
+    assert rerun.requests_sent_ == 0
+
+
+@pytest.mark.slow
+def test_llama_server_echo_scoring_matches_local(llama_server, tmp_path):
+    short = [prompt("Great film!\nSentiment:")]
+    candidates = [[" positive", " negative"]]
+    remote = gemma(llama_server, tmp_path).score(short, candidates)[0]
+    local = LocalBackend().score(short, candidates)[0]
+    for theirs, ours in zip(remote, local, strict=True):
+        assert theirs.n_tokens == ours.n_tokens
+        assert theirs.logprob == pytest.approx(
+            ours.logprob, abs=0.5
+        )  # Q4 llama.cpp vs fp32 weights
+    assert max(range(2), key=lambda i: remote[i].logprob) == max(
+        range(2), key=lambda i: local[i].logprob
+    )
+
+
+@pytest.mark.slow
+def test_llama_server_bad_input(llama_server, tmp_path):
+    with pytest.raises(BackendError, match="'gpt-4o' is not served .* it serves: gemma-3-270m"):
+        OpenAIBackend(model="gpt-4o", base_url=llama_server, cache=False).generate([prompt()])
+    too_long = prompt("word " * 1500)
+    with pytest.raises(BackendError, match=r"HTTP 400\).*maximum context length is 1024"):
+        gemma(llama_server, tmp_path).generate([too_long], max_tokens=2)
+
+
+@pytest.mark.slow
+def test_local_and_llama_server_agree_on_50_sst2_dev_prompts(llama_server, tmp_path, sst2_prompts):
+    _, prompts = sst2_prompts(50)
+    local = LikelihoodClassifier(LocalBackend(), LABELS).predict(prompts)
+    remote_backend = gemma(llama_server, tmp_path, scoring="top_logprobs")
+    remote = LikelihoodClassifier(remote_backend, LABELS).predict(prompts)
+    agree = sum(a.label == b.label for a, b in zip(local, remote, strict=True))
+    print(f"local vs llama.cpp server: {agree}/50 predictions agree")
+    assert agree >= 48  # >= 95 %

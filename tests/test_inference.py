@@ -1,0 +1,135 @@
+"""Inference: label spaces, answer parsing, calibration maths, and classifiers on Gemma 270M."""
+
+import numpy as np
+import pytest
+
+from iclkit.backends.base import ContinuationScore
+from iclkit.backends.local import LocalBackend
+from iclkit.errors import ConfigError
+from iclkit.inference import (
+    GenerationClassifier,
+    LabelSpace,
+    LikelihoodClassifier,
+    Prediction,
+    accuracy,
+    calibrate,
+    content_free_prompts,
+    label_probabilities,
+    parse_answer,
+)
+
+VERBALIZER = {"0": "negative", "1": "positive"}
+SPACE = LabelSpace.from_spec(VERBALIZER)
+
+
+def test_label_space_from_list_and_mapping():
+    assert LabelSpace.from_spec(["yes", "no"]).words == ("yes", "no")
+    assert SPACE.labels == ("0", "1") and SPACE.continuations(" ") == [" negative", " positive"]
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        (["only"], "at least two"),
+        ({"0": "x", "1": " "}, "empty verbalization"),
+        ({"0": "x", "1": "x"}, "share a verbalization"),
+        ("ab", "not the string"),
+    ],
+)
+def test_bad_label_spaces(spec, message):
+    with pytest.raises(ConfigError, match=message):
+        LabelSpace.from_spec(spec)
+
+
+@pytest.mark.parametrize(
+    ("text", "label"),
+    [
+        (" positive", "1"),
+        ("Negative.", "0"),
+        (" It is positive, I think", "1"),
+        ("  negatively", None),
+        ("unclear", None),
+        ('"negative" (not positive)', "0"),
+    ],
+)
+def test_parse_answer(text, label):
+    assert parse_answer(text, SPACE) == label
+
+
+def test_parse_answer_prefers_longest_word_at_start():
+    space = LabelSpace.from_spec({"a": "positive", "b": "very positive"})
+    assert parse_answer("very positive!", space) == "b"
+
+
+def test_label_probabilities_sum_and_per_token_mean():
+    scores = [[ContinuationScore(-1.0, 1), ContinuationScore(-2.0, 4)]]
+    acc = label_probabilities(scores, "acc")
+    norm = label_probabilities(scores, "acc_norm")
+    assert acc.sum() == pytest.approx(1) and acc[0, 0] > acc[0, 1]
+    assert norm[0, 0] == pytest.approx(1 / (1 + np.exp(-0.5 - -1.0)))  # means -1 vs -0.5
+    with pytest.raises(ConfigError, match="method"):
+        label_probabilities(scores, "mean")
+
+
+def test_calibrate_divides_out_bias_and_renormalises():
+    probabilities = np.array([[0.7, 0.3], [0.9, 0.1]])
+    bias = np.array([[0.8, 0.2], [0.8, 0.2]])
+    calibrated = calibrate(probabilities, bias)
+    np.testing.assert_allclose(calibrated.sum(axis=1), 1)
+    assert calibrated[0].argmax() == 1 and calibrated[1].argmax() == 0
+    np.testing.assert_allclose(calibrate(probabilities, np.full((2, 2), 0.5)), probabilities)
+
+
+def test_content_free_prompts_keep_demonstrations(sst2_prompts):
+    builder, (prompt, *_) = sst2_prompts(1)
+    rebuilt = content_free_prompts(prompt, builder.formatter_)
+    assert [p.query.text for p in rebuilt] == ["N/A", "", "[MASK]"]
+    for cf in rebuilt:
+        assert cf.demonstrations == prompt.demonstrations
+        assert cf.text.startswith(prompt.text[: prompt.text.rindex("Review:")])
+        assert cf.answer_prefix == prompt.answer_prefix
+
+
+def test_accuracy():
+    predictions = [Prediction("1"), Prediction("0"), Prediction(None)]
+    assert accuracy(predictions, ["1", "1", "0"]) == pytest.approx(1 / 3)
+    with pytest.raises(ConfigError):
+        accuracy(predictions, ["1"])
+
+
+def test_classifier_options_are_checked():
+    with pytest.raises(ConfigError, match="method"):
+        LikelihoodClassifier("local", VERBALIZER, method="sum")
+    with pytest.raises(ConfigError, match="calibration"):
+        LikelihoodClassifier("local", VERBALIZER, calibration="affine")
+
+
+@pytest.mark.slow
+def test_likelihood_classifier_with_and_without_calibration(sst2_prompts):
+    builder, prompts = sst2_prompts(4)
+    backend = LocalBackend()
+    plain = LikelihoodClassifier(backend, VERBALIZER).predict(prompts)
+    calibrated = LikelihoodClassifier(
+        backend, VERBALIZER, calibration="contextual", formatter=builder.formatter_
+    ).predict(prompts)
+    for before, after in zip(plain, calibrated, strict=True):
+        assert before.scores == after.scores
+        assert sum(after.probabilities.values()) == pytest.approx(1)
+        assert before.label == max(before.probabilities, key=before.probabilities.get)
+        assert after.label == max(after.probabilities, key=after.probabilities.get)
+    assert any(
+        abs(a.probabilities["1"] - b.probabilities["1"]) > 1e-3
+        for a, b in zip(plain, calibrated, strict=True)
+    )
+    with pytest.raises(ConfigError, match="formatter"):
+        LikelihoodClassifier(backend, VERBALIZER, calibration="contextual").predict(prompts)
+
+
+@pytest.mark.slow
+def test_generation_classifier_parses_into_label_space(sst2_prompts):
+    _, prompts = sst2_prompts(2)
+    predictions = GenerationClassifier("local", VERBALIZER, max_tokens=3).predict(prompts)
+    assert len(predictions) == 3
+    for prediction in predictions:
+        assert prediction.text is not None
+        assert prediction.label == parse_answer(prediction.text, SPACE)
