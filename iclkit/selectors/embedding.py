@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
     from iclkit.pool import Pool
 
+#: One query's candidates: (pool indices, cosine similarities), most similar first.
 Candidates = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
 
 
