@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -40,7 +39,7 @@ def _command(name: str) -> click.Command:
 
         report = run_check(name, fast=fast, seed=seed, out_dir=out_dir)
         if as_json:
-            click.echo(json.dumps(report.model_dump(), indent=2))
+            click.echo(report.model_dump_json(indent=2))
         else:
             click.echo(report.table())
             click.echo(f"wrote {out_dir / (name + '.json')} and {out_dir / (name + '.png')}")

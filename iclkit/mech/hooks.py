@@ -152,7 +152,8 @@ def _recorder(cache: ActivationCache, name: str) -> Callable[..., None]:
 
 
 def _first_tensor(value: Any) -> torch.Tensor:
-    return value[0] if isinstance(value, tuple | list) else value
+    tensor: torch.Tensor = value[0] if isinstance(value, tuple | list) else value
+    return tensor
 
 
 def _decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -202,7 +203,9 @@ def _hooked_hf_model(
                 layer.register_forward_pre_hook(_resid_pre(cache, index), with_kwargs=True)
             )
         if "hook_resid_post" in suffixes:
-            handles.append(layer.register_forward_hook(_recorder(cache, f"blocks.{index}.hook_resid_post")))
+            handles.append(
+                layer.register_forward_hook(_recorder(cache, f"blocks.{index}.hook_resid_post"))
+            )
         attention = _attention_module(layer, index)
         if "attn.hook_result" in suffixes:
             name = f"blocks.{index}.attn.hook_result"
@@ -216,7 +219,7 @@ def _hooked_hf_model(
         yield
         return
     _register_implementation()
-    config = model.config
+    config: Any = model.config
     previous = config._attn_implementation
     config._attn_implementation = _IMPLEMENTATION
     try:

@@ -24,21 +24,19 @@ NAME = "lsa-gd"
 
 def lsa_layer(dim: int, dtype: torch.dtype = torch.float32) -> ToyTransformer:
     """A one-layer, one-head linear self-attention over ``dim + 1``-wide tokens (query last)."""
-    config = ToyConfig(
-        n_layers=1, n_heads=1, d_model=dim + 1, attention="linear", mask="context"
-    )
+    config = ToyConfig(n_layers=1, n_heads=1, d_model=dim + 1, attention="linear", mask="context")
     return ToyTransformer(config).to(dtype)
 
 
 def construct_gd_layer(w0: torch.Tensor, eta: float) -> ToyTransformer:
-    """von Oswald et al.'s layer doing one GD step from ``w0`` (shape (1, d)) with rate ``eta``.
+    """The layer of von Oswald et al. doing one GD step from ``w0`` (1, d) with rate ``eta``.
 
     The attention averages over the N context tokens, so ``W_O = η·I`` plays the role of
     ``P = (η/N)·I``.
     """
     dim = w0.shape[1]
     layer = lsa_layer(dim, w0.dtype)
-    attention = layer.blocks[0].attn
+    attention = layer.attention(0)
     projector = torch.zeros(dim + 1, dim + 1, dtype=w0.dtype)
     projector[:dim, :dim] = torch.eye(dim, dtype=w0.dtype)
     value = torch.zeros(dim + 1, dim + 1, dtype=w0.dtype)
@@ -102,13 +100,13 @@ def best_gd_rate(x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
 
 
 def preconditioner(layer: ToyTransformer) -> torch.Tensor:
-    """The trained layer's effective preconditioner Γ: its prediction's part odd in y is
-    ``(1/N) Σ_j y_j x_jᵀ Γ x_q``.
+    """The trained layer's effective preconditioner Γ.
 
-    With ``M = W_Kᵀ W_Q`` and ``r`` the y-row of ``W_O W_V``:
+    The part of the layer's prediction that is odd in y is ``(1/N) Σ_j y_j x_jᵀ Γ x_q``;
+    with ``M = W_Kᵀ W_Q`` and ``r`` the y-row of ``W_O W_V``:
     ``Γ = −(r_y·M_xx + r_x ⊗ M_yx)``.
     """
-    attention = layer.blocks[0].attn
+    attention = layer.attention(0)
     scores = attention.W_K.weight.T @ attention.W_Q.weight
     row = (attention.W_O.weight @ attention.W_V.weight)[-1]
     gamma = row[-1] * scores[:-1, :-1] + torch.outer(row[:-1], scores[-1, :-1])
@@ -231,7 +229,11 @@ def run(fast: bool = False, seed: int = 0) -> CheckReport:
             target="≥ 0.95",
             passed=precond_cos >= 0.95,
         ),
-        Figure(name="cosine(Γ*, I) (baseline)", measured=_cosine(gamma_star, torch.eye(p_dim)), paper="-"),
+        Figure(
+            name="cosine(Γ*, I) (baseline)",
+            measured=_cosine(gamma_star, torch.eye(p_dim)),
+            paper="-",
+        ),
         Figure(
             name="preconditioned: trained loss / best plain GD loss",
             measured=p_loss / plain_loss,

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import tempfile
 from pathlib import Path
@@ -80,15 +79,21 @@ class CheckReport(BaseModel):
         widths = [max(len(row[column]) for row in rows) for column in range(5)]
         lines = [header, "-" * len(header)]
         for row in rows:
-            lines.append("  ".join(cell.ljust(width) for cell, width in zip(row, widths)).rstrip())
+            lines.append(
+                "  ".join(
+                    cell.ljust(width) for cell, width in zip(row, widths, strict=True)
+                ).rstrip()
+            )
         lines.extend(f"note: {note}" for note in self.notes)
         lines.append(f"({self.seconds:.1f} s)")
         return "\n".join(lines)
 
     def write_json(self, path: Path) -> Path:
-        """Write the report as JSON to ``path`` atomically and return the path."""
-        text = json.dumps(self.model_dump(), indent=2, allow_nan=True) + "\n"
-        atomic_write(path, text.encode())
+        """Write the report as JSON to ``path`` atomically and return the path.
+
+        Infinite or NaN figures (a phase change that never happened) are written as ``null``.
+        """
+        atomic_write(path, (self.model_dump_json(indent=2) + "\n").encode())
         return path
 
 

@@ -73,7 +73,9 @@ def run(fast: bool = False, seed: int = 0) -> CheckReport:
         error = (output - nearest).abs()
         bound = (n_points - 1) * torch.exp(-float(c) * gap) * spread
         violations += int((error > bound + 1e-12).sum())
-        smoother_gap.append(float(np.abs(gaussian_smoother(queries, keys, labels, c) - output.numpy()).max()))
+        smoother_gap.append(
+            float(np.abs(gaussian_smoother(queries, keys, labels, c) - output.numpy()).max())
+        )
         agreement.append(float((error < 0.01).double().mean()))
         to_mean.append(float((output - mean_label).abs().mean()))
         error_nn.append(float(error.mean()))

@@ -114,7 +114,8 @@ class ToyAttention(nn.Module):
         if cfg.momentum:
             z = z + torch.einsum("qk,bkhd->bqhd", momentum_weights(n_pos, cfg.momentum, x), v)
         z = self.hook_z(z)
-        return self.hook_result(self.W_O(z.reshape(batch, n_pos, -1)))
+        result: torch.Tensor = self.hook_result(self.W_O(z.reshape(batch, n_pos, -1)))
+        return result
 
 
 def attention_mask(n_pos: int, kind: str, device: torch.device) -> torch.Tensor:
@@ -159,7 +160,8 @@ class ToyBlock(nn.Module):
         x = self.hook_resid_mid(x + self.attn(self.ln1(x)))
         if self.config.mlp:
             x = x + self.hook_mlp_out(self.mlp(self.ln2(x)))
-        return self.hook_resid_post(x)
+        output: torch.Tensor = self.hook_resid_post(x)
+        return output
 
 
 class ToyTransformer(nn.Module):
@@ -183,6 +185,12 @@ class ToyTransformer(nn.Module):
         self.hook_embed = HookPoint()
         self.blocks = nn.ModuleList(ToyBlock(config) for _ in range(config.n_layers))
         self.ln_final = nn.LayerNorm(config.d_model) if config.layer_norm else nn.Identity()
+
+    def attention(self, layer: int) -> ToyAttention:
+        """The attention module of block ``layer``."""
+        block = self.blocks[layer]
+        assert isinstance(block, ToyBlock)
+        return block.attn
 
     def forward(self, inputs: torch.Tensor) -> torch.Tensor:
         """Logits (token models), read-out values, or the final residual stream.
