@@ -58,7 +58,7 @@ def run(fast: bool = False, seed: int = 0) -> CheckReport:
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
     zero_gap, recursion_gap = identities(0.6, generator)
-    steps = 600 if fast else 2000
+    steps = 600 if fast else 1200
     etas = (0.0, 0.5) if fast else (0.0, 0.3, 0.6)
     runs: dict[str, dict[str, Any]] = {}
     for eta in etas:
