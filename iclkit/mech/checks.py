@@ -31,6 +31,10 @@ CHECKS: dict[str, tuple[str, str]] = {
         "iclkit.mech.function_class",
         "A tiny transformer learns in-context linear regression (Garg et al. 2022).",
     ),
+    "icl-vs-ft": (
+        "iclkit.mech.icl_vs_ft",
+        "ICL vs fine-tuning of attention K/V on SST-2 with Gemma 3 270M (Dai et al. 2023).",
+    ),
 }
 """Check name → (module with ``run(fast, seed)`` and ``plot(report, path)``, one-line summary)."""
 
