@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from tqdm.auto import tqdm  # type: ignore[import-untyped]
 
 from iclkit.errors import ConfigError, DataError
 from iclkit.mech.hooks import capture
@@ -165,7 +166,7 @@ def run(fast: bool = False, seed: int = 0) -> CheckReport:
     simaou, simaou_random, simam_before, simam_after = [], [], [], []
     centred_before, centred_after = [], []
     cosine = torch.nn.functional.cosine_similarity
-    for text, label in queries:
+    for text, label in tqdm(queries, desc="icl-vs-ft queries", leave=False, mininterval=2.0):
         query = encode(TEMPLATE.format(text=text), add_special_tokens=False)
         zsl = _probe(model, bos + query, len(query), label_ids)
         icl = _probe(model, bos + context + query, len(query), label_ids)
