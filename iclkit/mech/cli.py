@@ -11,10 +11,10 @@ from iclkit.mech.checks import CHECKS
 
 @click.group()
 def mech() -> None:
-    r"""Mechanism checks: reproduce the explanations of why in-context learning works.
+    """Mechanism checks: reproduce the explanations of why in-context learning works.
 
     Each check prints its figures beside the paper's, and writes NAME.json and NAME.png to
-    --out. --fast runs the small variant the tests use (seconds to a minute on 2 CPU cores).
+    --out. --fast runs the small variant the tests use (seconds to a few minutes on 2 cores).
 
     \b
     Example:
