@@ -250,5 +250,9 @@ def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:
     return value
 
 
+from iclkit.mech.cli import mech  # noqa: E402
+
+main.add_command(mech)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
