@@ -250,5 +250,10 @@ def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:
     return value
 
 
+from iclkit.experiment.cli import report, run  # noqa: E402  (experiments: iclkit run / report)
+
+main.add_command(run)
+main.add_command(report)
+
 if __name__ == "__main__":  # pragma: no cover
     main()
