@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
+    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -49,6 +50,11 @@ def _component(value: Any, registry: Registry[Any]) -> dict[str, Any]:
             "(`iclkit plugins` lists them; install the package that provides it)"
         )
     return dict(value)
+
+
+SelectorSpec = Annotated[dict[str, Any], BeforeValidator(lambda v: _component(v, selectors))]
+OrdererSpec = Annotated[dict[str, Any], BeforeValidator(lambda v: _component(v, orderers))]
+BackendSpec = Annotated[dict[str, Any], BeforeValidator(lambda v: _component(v, backends))]
 
 
 def _as_list(value: Any) -> Any:
@@ -152,11 +158,11 @@ class SweepConfig(_Strict):
     demonstrations in N orders (Lu et al. 2022; the first is the orderer's own order).
     """
 
-    selectors: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "random"}])
+    selectors: list[SelectorSpec] = Field(default_factory=lambda: [{"name": "random"}])
     k: list[int] = Field(default_factory=lambda: [4], min_length=1)
-    orderers: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "as-selected"}])
+    orderers: list[OrdererSpec] = Field(default_factory=lambda: [{"name": "as-selected"}])
     seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    backends: list[dict[str, Any]] = Field(default_factory=lambda: [{"name": "local"}])
+    backends: list[BackendSpec] = Field(default_factory=lambda: [{"name": "local"}])
     calibration: list[bool] = Field(default_factory=lambda: [False], min_length=1)
     scoring: list[Scoring] = Field(default_factory=lambda: ["loglik"], min_length=1)  # type: ignore[arg-type]
     label_modes: list[LabelMode] = Field(default_factory=lambda: ["gold"], min_length=1)  # type: ignore[arg-type]
@@ -185,20 +191,6 @@ class SweepConfig(_Strict):
             raise ValueError(f"values must be non-negative integers, got {bad}")
         return values
 
-    @field_validator("selectors", mode="before")
-    @classmethod
-    def _selectors(cls, values: Any) -> Any:
-        return [_component(value, selectors) for value in _as_list(values)]
-
-    @field_validator("orderers", mode="before")
-    @classmethod
-    def _orderers(cls, values: Any) -> Any:
-        return [_component(value, orderers) for value in _as_list(values)]
-
-    @field_validator("backends", mode="before")
-    @classmethod
-    def _backends(cls, values: Any) -> Any:
-        return [_component(value, backends) for value in _as_list(values)]
 
 
 class RunConfig(_Strict):
