@@ -48,7 +48,7 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, Any]:
 @click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
 @click.version_option(__version__, prog_name="iclkit")
 def main() -> None:
-    r"""iclkit: build and study in-context learning prompts.
+    """iclkit: build and study in-context learning prompts.
 
     \b
     Start with:
@@ -62,7 +62,7 @@ def main() -> None:
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
 def plugins(as_json: bool) -> None:
-    r"""List every registered plugin, per group, with the package it comes from.
+    """List every registered plugin, per group, with the package it comes from.
 
     Built-ins and third-party plugins are found the same way, through the entry-point groups
     iclkit.selectors, iclkit.orderers, iclkit.formatters and iclkit.backends. Listing imports
@@ -94,7 +94,7 @@ def plugins(as_json: bool) -> None:
             click.echo("  (none installed)")
         for info in infos:
             source = f"{info.distribution} {info.version}" if info.distribution else "in-process"
-            click.echo(f"  {info.name:<24} {source:<28} {info.target}")
+            click.echo(f"  {info.name:<22} {source:<32} {info.target}")
 
 
 def _options_for(registry: Registry[Any], name: str, candidates: dict[str, Any]) -> dict[str, Any]:
@@ -177,7 +177,7 @@ def build(
     allow_fewer: bool,
     as_json: bool,
 ) -> None:
-    r"""Build a few-shot prompt for a query from a pool file and print it.
+    """Build a few-shot prompt for a query from a pool file and print it.
 
     The selector picks k demonstrations from the pool, the orderer arranges them and the
     formatter renders them with the query. The same --seed always gives the same prompt.

@@ -172,7 +172,7 @@ class Pool(Sequence[Example]):
         id_field: str = "id",
         delimiter: str = ",",
     ) -> Pool:
-        r"""Read a CSV file with a header row (use ``delimiter="\\t"`` for TSV).
+        """Read a CSV file with a header row (use ``delimiter="\\t"`` for TSV).
 
         Raises:
             DataError: naming the file and line of a row that lacks a field.

@@ -1,4 +1,48 @@
+"""Shared fixtures. Tests never reach a model hub."""
+
+import json
 import os
+from pathlib import Path
+
+import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """The real data sets in ../shared/data (SST-2, AG News, CB), read in place."""
+    path = REPO.parent / "shared" / "data"
+    assert path.is_dir(), f"{path} is missing: CI clones the project with ../shared beside it"
+    return path
+
+
+@pytest.fixture
+def records():
+    """A small two-label pool as records (ids r0..r11)."""
+    texts = [
+        ("a warm and funny film", "pos"),
+        ("dull and far too long", "neg"),
+        ("terrific acting throughout", "pos"),
+        ("the plot makes no sense", "neg"),
+        ("a joy from start to finish", "pos"),
+        ("wooden and lifeless", "neg"),
+        ("smart, moving and sharp", "pos"),
+        ("i was bored the whole time", "neg"),
+        ("beautifully shot", "pos"),
+        ("a confused mess", "neg"),
+        ("heartfelt and honest", "pos"),
+        ("flat jokes everywhere", "neg"),
+    ]
+    return [{"id": f"r{i}", "text": t, "label": lab} for i, (t, lab) in enumerate(texts)]
+
+
+@pytest.fixture
+def pool_file(tmp_path, records):
+    """The records as a JSONL pool file."""
+    path = tmp_path / "pool.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
+    return path

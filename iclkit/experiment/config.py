@@ -192,7 +192,6 @@ class SweepConfig(_Strict):
         return values
 
 
-
 class RunConfig(_Strict):
     """How predictions are computed: batch size, generation length, calibration inputs."""
 

@@ -12,7 +12,7 @@ from iclkit.prompt import Demonstration, Message, Prompt
 
 
 class ChatFormatter(Formatter):
-    r"""A chat prompt: instruction, one user/assistant turn per demonstration, then the query.
+    """A chat prompt: instruction, one user/assistant turn per demonstration, then the query.
 
     The system message holds the instruction; each demonstration is a user turn
     (``input_template`` filled) and an assistant turn (the verbalized label); the query is the

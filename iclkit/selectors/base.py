@@ -93,11 +93,23 @@ class Selector(ABC):
         Raises:
             ValueError: if ``exclude`` and ``queries`` differ in length.
         """
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
-        if len(excludes) != len(queries):
-            raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
+        excludes = exclude_sets(queries, exclude)
         return [self.select(q, k, exclude=ex) for q, ex in zip(queries, excludes, strict=True)]
 
     def candidates(self, exclude: frozenset[int]) -> list[int]:
         """The pool indices that may be selected: all of them except ``exclude``, in order."""
         return [i for i in range(len(self.pool)) if i not in exclude]
+
+
+def exclude_sets(
+    queries: Sequence[Example], exclude: Sequence[frozenset[int]] | None
+) -> list[frozenset[int]]:
+    """The per-query exclude sets of a batch: ``exclude`` as a list, or empty sets if ``None``.
+
+    Raises:
+        ValueError: if ``exclude`` and ``queries`` differ in length.
+    """
+    excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
+    if len(excludes) != len(queries):
+        raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
+    return excludes

@@ -11,20 +11,14 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
-from experiment_backend import register
-from experiment_helpers import ROOT, config_dict, write_config
 
 from iclkit.cli import main
 from iclkit.errors import ConfigError
 from iclkit.experiment import plan_experiment, run_experiment, validate_config
 from iclkit.experiment.store import ResultsStore
 
-SCRIPT = str(Path(__file__).with_name("experiment_backend.py"))
-
-
-@pytest.fixture(autouse=True)
-def _counting_backend():
-    register()
+ROOT = Path(__file__).resolve().parents[2]
+SCRIPT = str(Path(__file__).with_name("counting_backend.py"))
 
 
 def _lines(folder: Path) -> list[str]:
@@ -35,10 +29,10 @@ def _keys(folder: Path) -> list[tuple[str, str]]:
     return [(r["cell"], r["query"]) for r in map(json.loads, _lines(folder))]
 
 
-def test_dry_run_prints_the_grid_and_model_calls(tmp_path):
+def test_dry_run_prints_the_grid_and_model_calls(tmp_path, config_dict, write_yaml):
     raw = config_dict()
     raw["sweep"].append({"k": 4, "backends": "counting", "calibration": True})
-    path = write_config(tmp_path, raw)
+    path = write_yaml(tmp_path, raw)
     result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o"), "--dry-run"])
     assert result.exit_code == 0, result.output
     plan = plan_experiment(validate_config(raw))
@@ -54,7 +48,7 @@ def test_dry_run_prints_the_grid_and_model_calls(tmp_path):
     assert not (tmp_path / "o").exists()
 
 
-def test_grid_collapses_what_does_not_apply():
+def test_grid_collapses_what_does_not_apply(config_dict):
     raw = config_dict(
         sweep={
             "selectors": ["first", "random"],
@@ -85,7 +79,7 @@ def test_grid_collapses_what_does_not_apply():
     assert {c.selector["seed"] for c in random_k3} == {0, 1}
 
 
-def test_run_writes_one_record_per_prediction_and_the_report(tmp_path):
+def test_run_writes_one_record_per_prediction_and_the_report(tmp_path, config_dict):
     raw = config_dict()
     raw["sweep"].append(
         {
@@ -124,7 +118,7 @@ def test_run_writes_one_record_per_prediction_and_the_report(tmp_path):
         assert row["accuracy"] == sum(r["prediction"] == r["gold"] for r in records) / len(records)
 
 
-def test_flipped_labels_show_the_other_label(tmp_path):
+def test_flipped_labels_show_the_other_label(tmp_path, config_dict):
     raw = config_dict(
         sweep={
             "k": 4,
@@ -145,7 +139,7 @@ def test_flipped_labels_show_the_other_label(tmp_path):
         assert flipped[query] == [swap[label] for label in labels]
 
 
-def test_report_rerenders_the_same_summary(tmp_path):
+def test_report_rerenders_the_same_summary(tmp_path, config_dict):
     run_experiment(validate_config(config_dict()), tmp_path, progress=False)
     before = (tmp_path / "summary.csv").read_text(), (tmp_path / "summary.md").read_text()
     for name in ("summary.csv", "summary.md", "accuracy_vs_k.png"):
@@ -163,7 +157,7 @@ def test_report_without_results_is_a_clear_error(tmp_path):
     assert "no results.jsonl here" in result.output
 
 
-def test_a_different_config_is_refused_unless_resume_or_overwrite(tmp_path):
+def test_a_different_config_is_refused_unless_resume_or_overwrite(tmp_path, config_dict):
     first = validate_config(config_dict())
     run_experiment(first, tmp_path, progress=False)
     n_first = len(_lines(tmp_path))
@@ -189,7 +183,7 @@ def test_a_different_config_is_refused_unless_resume_or_overwrite(tmp_path):
     assert len(_lines(tmp_path)) == n_first
 
 
-def test_a_line_cut_short_by_a_kill_is_removed_on_resume(tmp_path):
+def test_a_line_cut_short_by_a_kill_is_removed_on_resume(tmp_path, config_dict):
     config = validate_config(config_dict())
     run_experiment(config, tmp_path, progress=False)
     complete = _lines(tmp_path)
@@ -223,10 +217,12 @@ def _wait_for_lines(out: Path, count: int, process: subprocess.Popen) -> None:
     raise AssertionError("the run made no progress")
 
 
-def test_killed_and_interrupted_runs_resume_without_loss_or_duplicates(tmp_path):
+def test_killed_and_interrupted_runs_resume_without_loss_or_duplicates(
+    tmp_path, config_dict, write_yaml
+):
     raw = config_dict()
     raw["data"]["eval_size"] = 24
-    path = write_config(tmp_path, raw)
+    path = write_yaml(tmp_path, raw)
     reference = tmp_path / "reference"
     done = _cli(path, reference, "0")
     assert done.wait(60) == 0, done.stdout.read()

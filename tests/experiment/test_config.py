@@ -1,33 +1,29 @@
 import json
+from pathlib import Path
 
 import pytest
-from experiment_backend import register
-from experiment_helpers import POOL, config_dict, write_config
 
 from iclkit.errors import ConfigError, DataError
 from iclkit.experiment import ExperimentConfig, load_config, plan_experiment, validate_config
 
-
-@pytest.fixture(autouse=True)
-def _counting_backend():
-    register()
+POOL = Path(__file__).resolve().parents[2] / "examples" / "data" / "sentiment_pool.jsonl"
 
 
-def test_yaml_and_python_api_give_the_same_config(tmp_path):
+def test_yaml_and_python_api_give_the_same_config(tmp_path, config_dict, write_yaml):
     raw = config_dict()
-    from_yaml = load_config(write_config(tmp_path, raw))
+    from_yaml = load_config(write_yaml(tmp_path, raw))
     from_python = ExperimentConfig.model_validate(raw)
     assert from_yaml == from_python
     assert from_yaml.sweep[0].k == [0]  # a scalar stands for a one-element list
     assert from_yaml.data.labels == {"negative": "negative", "positive": "positive"}
 
 
-def test_relative_paths_are_relative_to_the_config_file(tmp_path):
+def test_relative_paths_are_relative_to_the_config_file(tmp_path, config_dict, write_yaml):
     (tmp_path / "data").mkdir()
     (tmp_path / "data" / "pool.jsonl").write_text(POOL.read_text())
     raw = config_dict()
     raw["data"] = {**raw["data"], "pool": "data/pool.jsonl"}
-    config = load_config(write_config(tmp_path, raw))
+    config = load_config(write_yaml(tmp_path, raw))
     assert config.data.pool == tmp_path / "data" / "pool.jsonl"
 
 
@@ -48,10 +44,12 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path):
         ({"colour": "red"}, "sweep.colour", ["unknown key"]),
     ],
 )
-def test_bad_sweep_values_name_the_key_value_and_allowed(tmp_path, change, key, fragments):
+def test_bad_sweep_values_name_the_key_value_and_allowed(
+    tmp_path, change, key, fragments, config_dict, write_yaml
+):
     raw = config_dict(sweep={"backends": "counting", **change})
     with pytest.raises(ConfigError) as caught:
-        load_config(write_config(tmp_path, raw))
+        load_config(write_yaml(tmp_path, raw))
     message = str(caught.value)
     assert str(tmp_path / "config.yaml") in message
     assert f"  {key}:" in message
@@ -59,7 +57,7 @@ def test_bad_sweep_values_name_the_key_value_and_allowed(tmp_path, change, key, 
         assert fragment in message
 
 
-def test_every_problem_is_listed_once(tmp_path):
+def test_every_problem_is_listed_once(tmp_path, config_dict):
     raw = config_dict(sweep=[{"backends": "counting"}, {"selectors": "x", "backends": "y"}])
     raw["data"] = {**raw["data"], "eval_size": 0}
     with pytest.raises(ConfigError) as caught:
@@ -71,7 +69,7 @@ def test_every_problem_is_listed_once(tmp_path):
     assert "data.eval_size" in message
 
 
-def test_missing_required_key(tmp_path):
+def test_missing_required_key(tmp_path, config_dict):
     raw = config_dict()
     del raw["data"]["labels"]
     with pytest.raises(ConfigError, match=r"data\.labels: Field required"):
@@ -85,7 +83,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
         load_config(path)
 
 
-def test_unrelated_mode_needs_a_word_per_label():
+def test_unrelated_mode_needs_a_word_per_label(config_dict):
     raw = config_dict(
         sweep={"backends": "counting", "label_modes": "unrelated"},
         run={"unrelated_labels": ["foo"]},
@@ -94,13 +92,13 @@ def test_unrelated_mode_needs_a_word_per_label():
         validate_config(raw)
 
 
-def test_template_errors_are_config_errors():
+def test_template_errors_are_config_errors(config_dict):
     raw = config_dict(prompt={"template": "Review: {text}"})
     with pytest.raises(ConfigError, match=r"prompt: .*\{output\}"):
         validate_config(raw)
 
 
-def test_label_outside_the_label_space(tmp_path):
+def test_label_outside_the_label_space(tmp_path, config_dict):
     raw = config_dict()
     raw["data"] = {**raw["data"], "labels": {"negative": "bad", "neutral": "meh"}}
     with pytest.raises(DataError) as caught:
@@ -111,7 +109,7 @@ def test_label_outside_the_label_space(tmp_path):
     assert "Fix: add the label to data.labels" in message
 
 
-def test_empty_evaluation_input(tmp_path):
+def test_empty_evaluation_input(tmp_path, config_dict):
     rows = [
         {"id": "a", "text": "fine", "label": "positive"},
         {"id": "b", "text": "  ", "label": "negative"},
@@ -126,21 +124,21 @@ def test_empty_evaluation_input(tmp_path):
         plan_experiment(validate_config(raw))
 
 
-def test_k_larger_than_the_pool():
+def test_k_larger_than_the_pool(config_dict):
     raw = config_dict(sweep={"backends": "counting", "k": [2, 50]})
     raw["data"] = {**raw["data"], "pool_size": 10}
     with pytest.raises(ConfigError, match=r"sweep\.k: k=50 is larger than the pool \(10 examples"):
         plan_experiment(validate_config(raw))
 
 
-def test_missing_data_file(tmp_path):
+def test_missing_data_file(tmp_path, config_dict):
     raw = config_dict()
     raw["data"] = {**raw["data"], "eval": str(tmp_path / "absent.jsonl")}
     with pytest.raises(FileNotFoundError, match=r"absent\.jsonl"):
         plan_experiment(validate_config(raw))
 
 
-def test_slices_subsample_and_label_text_format(tmp_path):
+def test_slices_subsample_and_label_text_format(tmp_path, config_dict):
     lines = [f"{i % 2} sentence number {i}" for i in range(30)]
     path = tmp_path / "data.txt"
     path.write_text("\n".join(lines) + "\n")

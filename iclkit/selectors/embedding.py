@@ -1,0 +1,289 @@
+"""The base of the embedding selectors: embed the pool once, then search FAISS in batches.
+
+:meth:`EmbeddingSelector.fit` embeds the pool through the on-disk cache (texts already
+embedded by the same model are not embedded again) and builds, or loads, the FAISS index.
+:meth:`~EmbeddingSelector.select_batch` embeds all queries in one call and searches the index
+in one call; subclasses only decide how to pick ``k`` demonstrations among the candidates.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, TypedDict
+
+import numpy as np
+import numpy.typing as npt
+
+from iclkit.embedding.base import Vectors
+from iclkit.embedding.cache import EmbeddingCache, embed_texts
+from iclkit.embedding.index import IndexKind, VectorIndex
+from iclkit.embedding.sentence_transformer import SentenceTransformerEmbedder
+from iclkit.errors import ConfigError, DataError
+from iclkit.example import Example
+from iclkit.selectors.base import Selection, Selector
+
+if TYPE_CHECKING:
+    from typing_extensions import Self
+
+    from iclkit.pool import Pool
+
+Candidates = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
+
+
+class EmbeddingOptions(TypedDict, total=False):
+    """The options every embedding selector takes (see :class:`EmbeddingSelector`)."""
+
+    embedder: str | None
+    index: IndexKind
+    index_path: str | None
+    nprobe: int | None
+    ef_search: int | None
+    cache: bool | str
+    batch_size: int
+
+
+def check_k(k: int) -> int:
+    """Validate the number of demonstrations asked for and return it.
+
+    Raises:
+        ConfigError: if ``k`` is negative or not an integer.
+    """
+    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
+        raise ConfigError(f"k must be a non-negative integer, got {k!r}")
+    return k
+
+
+def check_fraction(name: str, value: float, *, upper_open: bool = False) -> float:
+    """Validate a number in ``[0, 1]`` (``[0, 1)`` with ``upper_open``) and return it.
+
+    Raises:
+        ConfigError: if the value is outside the range or not a number.
+    """
+    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if not ok or not (0 <= value < 1 if upper_open else 0 <= value <= 1):
+        bound = "1)" if upper_open else "1]"
+        raise ConfigError(f"{name} must be a number in [0, {bound}, got {value!r}")
+    return float(value)
+
+
+def check_fetch_k(fetch_k: int) -> int:
+    """Validate a candidate-list size and return it.
+
+    Raises:
+        ConfigError: if ``fetch_k`` is not a positive integer.
+    """
+    if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
+        raise ConfigError(f"fetch_k must be a positive integer, got {fetch_k!r}")
+    return fetch_k
+
+
+def check_texts(pool: Pool) -> None:
+    """Reject pools that similarity selection cannot work with.
+
+    Raises:
+        DataError: naming the first example whose input text is empty, or if every example of
+            a pool of several has the same input text.
+    """
+    where = pool.source or "pool"
+    for index, example in enumerate(pool):
+        if not example.text.strip():
+            name = f" (id {example.id!r})" if example.id is not None else ""
+            raise DataError(
+                f"{where}: example {index}{name} has an empty input text, which has no "
+                "meaningful embedding",
+                field=", ".join(pool.input_fields),
+                fix="drop the example or give it a non-empty input",
+            )
+    if len(pool) > 1 and len(set(pool.texts)) == 1:
+        raise DataError(
+            f"{where}: all {len(pool)} examples have the same input text "
+            f"{pool[0].text[:60]!r}, so similarity cannot tell them apart",
+            field=", ".join(pool.input_fields),
+            fix="deduplicate the pool, or use the 'random' or 'balanced' selector",
+        )
+
+
+def nearest(
+    index: VectorIndex,
+    vectors: Vectors,
+    fetch: int,
+    excludes: Sequence[frozenset[int]],
+    ids: npt.NDArray[np.int64] | None = None,
+) -> list[Candidates]:
+    """The ``fetch`` nearest pool entries of every query row, outside its exclude set.
+
+    One FAISS search for all rows. ``ids`` maps index positions to pool indices when the index
+    holds a subset of the pool. Returns ``(pool_indices, similarities)`` per query, best first.
+    """
+    widest = max((len(exclude) for exclude in excludes), default=0)
+    depth = min(fetch + widest, index.ntotal)
+    if depth == 0 or len(vectors) == 0:
+        empty = (np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.float32))
+        return [empty for _ in range(len(vectors))]
+    scores, found = index.search(vectors, depth)
+    result = []
+    for row_scores, row_found, exclude in zip(scores, found, excludes, strict=True):
+        valid = row_found >= 0
+        row_ids = row_found[valid] if ids is None else ids[row_found[valid]]
+        keep = np.array([int(i) not in exclude for i in row_ids], dtype=bool)
+        result.append((row_ids[keep][:fetch], row_scores[valid][keep][:fetch]))
+    return result
+
+
+class EmbeddingSelector(Selector):
+    """Base of the selectors that compare sentence embeddings by cosine similarity.
+
+    ``embedder`` is ``None`` for the bundled all-MiniLM-L6-v2, or a local sentence-transformers
+    model folder or cached model name (nothing is downloaded). ``index`` chooses the FAISS index
+    (``"auto"``: exact up to 100,000 examples, IVF above; see :mod:`iclkit.embedding.index`),
+    tuned by ``nprobe`` / ``ef_search``. With ``index_path`` the index is saved there and reused
+    when the pool and settings are the same (a mismatched file is rebuilt). ``cache`` is
+    ``True`` for the default embedding cache, a file path for another, or ``False`` for none.
+
+    After :meth:`fit`: ``embeddings_`` (one unit row per example), ``index_`` and
+    ``embedded_count_``, the number of pool texts the fit actually sent to the model (0 when
+    the cache had them all).
+
+    Raises:
+        ConfigError: for an unknown index kind or a non-positive tuning value or batch size.
+    """
+
+    def __init__(
+        self,
+        embedder: str | None = None,
+        *,
+        index: IndexKind = "auto",
+        index_path: str | None = None,
+        nprobe: int | None = None,
+        ef_search: int | None = None,
+        cache: bool | str = True,
+        batch_size: int = 64,
+    ) -> None:
+        self.embedder = embedder
+        self.index = index
+        self.index_path = index_path
+        self.nprobe = nprobe
+        self.ef_search = ef_search
+        self.cache = cache
+        self.batch_size = batch_size
+        # Validate now, as the other constructors do (these objects only store parameters).
+        self._new_index()
+        SentenceTransformerEmbedder(embedder, batch_size=batch_size)
+
+    def _new_index(self, kind: IndexKind | None = None) -> VectorIndex:
+        return VectorIndex(kind or self.index, nprobe=self.nprobe, ef_search=self.ef_search)
+
+    def fit(self, pool: Pool) -> Self:
+        """Embed the pool (through the cache) and build or load its FAISS index.
+
+        Raises:
+            DataError: if an input text is empty or all examples have the same text.
+            ConfigError: if the embedder cannot be loaded (the message names it) or a
+                dependency of the ``embed`` extra is missing.
+        """
+        check_texts(pool)
+        super().fit(pool)
+        self.embedder_ = SentenceTransformerEmbedder(self.embedder, batch_size=self.batch_size)
+        self.cache_ = (
+            None
+            if self.cache is False
+            else EmbeddingCache(None if self.cache is True else Path(self.cache))
+        )
+        run = embed_texts(self.embedder_, pool.texts, self.cache_)
+        self.embeddings_ = run.vectors
+        self.embedded_count_ = run.embedded
+        self.index_ = self._new_index().build_or_load(self.embeddings_, self.index_path)
+        self._prepare()
+        return self
+
+    def _prepare(self) -> None:
+        """Precompute what a subclass needs after the pool is embedded (default: nothing)."""
+
+    def embed_queries(self, queries: Sequence[Example]) -> Vectors:
+        """Embed the queries' texts in one call (through the cache).
+
+        Raises:
+            NotFittedError: if the selector has not been fitted.
+            DataError: if a query's input text is empty.
+        """
+        self.pool  # noqa: B018 - raises NotFittedError before anything else
+        for number, query in enumerate(queries):
+            if not query.text.strip():
+                raise DataError(
+                    f"query {number} has an empty input text", fix="give a non-empty query"
+                )
+        return embed_texts(self.embedder_, [query.text for query in queries], self.cache_).vectors
+
+    def select(self, query: Example, k: int, *, exclude: frozenset[int] = frozenset()) -> Selection:
+        """Choose up to ``k`` pool indices for ``query``, none in ``exclude``.
+
+        Raises:
+            NotFittedError: if the selector has not been fitted.
+            ConfigError: if ``k`` is negative.
+            DataError: if the query's input text is empty.
+        """
+        return self.select_batch([query], k, exclude=[exclude])[0]
+
+    def select_batch(
+        self,
+        queries: Sequence[Example],
+        k: int,
+        *,
+        exclude: Sequence[frozenset[int]] | None = None,
+    ) -> list[Selection]:
+        """Choose demonstrations for many queries: one embedding call, one FAISS search.
+
+        Raises:
+            NotFittedError: if the selector has not been fitted.
+            ConfigError: if ``k`` is negative.
+            DataError: if a query's input text is empty.
+            ValueError: if ``exclude`` and ``queries`` differ in length.
+        """
+        check_k(k)
+        excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
+        if len(excludes) != len(queries):
+            raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
+        return self.select_vectors(self.embed_queries(queries), k, exclude=excludes)
+
+    def select_vectors(
+        self, vectors: Vectors, k: int, *, exclude: Sequence[frozenset[int]] | None = None
+    ) -> list[Selection]:
+        """Choose demonstrations for query embeddings given directly (one FAISS search).
+
+        Raises:
+            NotFittedError: if the selector has not been fitted.
+            ConfigError: if ``k`` is negative.
+        """
+        check_k(k)
+        self.pool  # noqa: B018 - raises NotFittedError before anything else
+        excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
+        if k == 0:
+            return [Selection((), ()) for _ in excludes]
+        candidates = nearest(self.index_, vectors, self.fetch_size(k), excludes)
+        return [
+            self.choose(vector, ids, scores, k)
+            for vector, (ids, scores) in zip(vectors, candidates, strict=True)
+        ]
+
+    def fetch_size(self, k: int) -> int:
+        """How many nearest candidates :meth:`choose` needs for ``k`` demonstrations (``k``)."""
+        return k
+
+    def choose(
+        self,
+        query: npt.NDArray[np.float32],
+        ids: npt.NDArray[np.int64],
+        similarities: npt.NDArray[np.float32],
+        k: int,
+    ) -> Selection:
+        """Pick ``k`` of the candidates (nearest first): by default the ``k`` nearest."""
+        return to_selection(ids[:k], similarities[:k])
+
+
+def to_selection(ids: npt.ArrayLike, scores: npt.ArrayLike) -> Selection:
+    """A :class:`Selection` from parallel arrays of pool indices and scores."""
+    return Selection(
+        indices=tuple(int(i) for i in np.asarray(ids)),
+        scores=tuple(float(s) for s in np.asarray(scores)),
+    )

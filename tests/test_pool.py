@@ -1,0 +1,133 @@
+import json
+
+import pandas as pd
+import pytest
+from datasets import Dataset
+from pydantic import ValidationError
+
+from iclkit import DataError, Example, Pool
+
+
+def test_example_text_and_fields():
+    single = Example(input="hello", output=1)
+    assert single.output == "1"
+    assert single.text == "hello"
+    assert single.fields() == {"input": "hello"}
+    pair = Example(input={"premise": "p", "hypothesis": "h"}, output="entailment")
+    assert pair.text == "p\nh"
+    assert pair.fields() == {"input": "p\nh", "premise": "p", "hypothesis": "h"}
+    with pytest.raises(ValidationError):
+        Example(input={})
+    with pytest.raises(ValidationError):
+        single.output = "2"  # frozen
+
+
+def test_from_records_maps_fields_and_keeps_metadata(records):
+    pool = Pool.from_records(records)
+    assert len(pool) == 12
+    assert pool.labels == ["neg", "pos"]
+    assert pool[0].input == {"text": "a warm and funny film"}
+    assert pool[0].id == "r0"
+    custom = Pool.from_records(
+        [{"review": "good", "stars": 5, "source": "web"}],
+        input_fields="review",
+        output_field="stars",
+    )
+    assert custom[0].output == "5"
+    assert custom[0].metadata == {"source": "web"}
+
+
+def test_from_jsonl_csv_pandas_hf_agree(tmp_path, records, pool_file):
+    csv_path = tmp_path / "pool.csv"
+    pd.DataFrame(records).to_csv(csv_path, index=False)
+    pools = [
+        Pool.load(pool_file),
+        Pool.load(csv_path),
+        Pool.from_pandas(pd.DataFrame(records)),
+        Pool.from_hf(Dataset.from_list(records)),
+    ]
+    saved = tmp_path / "saved"
+    Dataset.from_list(records).save_to_disk(str(saved))
+    pools.append(Pool.load(saved))
+    for pool in pools:
+        assert [e.text for e in pool] == [r["text"] for r in records]
+        assert [e.output for e in pool] == [r["label"] for r in records]
+        assert [e.id for e in pool] == [r["id"] for r in records]
+
+
+def test_multi_field_inputs(tmp_path):
+    path = tmp_path / "nli.jsonl"
+    path.write_text(json.dumps({"premise": "p1", "hypothesis": "h1", "label": "neutral"}) + "\n")
+    pool = Pool.load(path, input_fields=["premise", "hypothesis"])
+    assert pool[0].input == {"premise": "p1", "hypothesis": "h1"}
+    query = pool.to_query({"premise": "p2", "hypothesis": "h2"})
+    assert query.output is None and query.text == "p2\nh2"
+    with pytest.raises(DataError, match="one input field"):
+        pool.to_query("plain text")
+
+
+def test_empty_pool_is_an_error(tmp_path):
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("\n\n")
+    with pytest.raises(DataError, match=r"empty\.jsonl has no examples"):
+        Pool.load(empty)
+    with pytest.raises(DataError, match="no examples"):
+        Pool.from_records([])
+
+
+def test_bad_jsonl_line_names_file_and_line(tmp_path):
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"text": "ok", "label": "a"}\n\n{"text": "broken", \n')
+    with pytest.raises(DataError) as info:
+        Pool.load(path)
+    assert f"{path}:3:" in str(info.value)
+    assert "not valid JSON" in str(info.value)
+    assert info.value.line == 3
+    path.write_text('["a list"]\n')
+    with pytest.raises(DataError, match=r"bad\.jsonl:1: expected a JSON object"):
+        Pool.load(path)
+
+
+def test_missing_fields_name_line_field_and_fix(tmp_path):
+    path = tmp_path / "pool.jsonl"
+    path.write_text('{"text": "a", "label": "x"}\n{"sentence": "b", "label": "y"}\n')
+    with pytest.raises(DataError) as info:
+        Pool.load(path)
+    message = str(info.value)
+    assert f"{path}:2:" in message and "'text'" in message
+    assert "sentence" in message and "--input-field" in message
+    assert info.value.field == "text"
+    path.write_text('{"text": "a"}\n')
+    with pytest.raises(DataError, match="missing field 'label'.*--output-field"):
+        Pool.load(path)
+    with pytest.raises(DataError, match="record 2: missing field 'text'"):
+        Pool.from_records([{"text": "a", "label": "x"}, {"label": "y"}])
+
+
+def test_csv_errors_report_physical_line(tmp_path):
+    path = tmp_path / "pool.csv"
+    path.write_text('text,label\n"multi\nline",a\n,b\n')
+    with pytest.raises(DataError, match=r"pool\.csv:4: missing field 'text'"):
+        Pool.load(path)
+
+
+def test_duplicate_ids_rejected(records):
+    records[5]["id"] = "r1"
+    with pytest.raises(DataError, match="duplicate id 'r1' at examples 1 and 5"):
+        Pool.from_records(records)
+
+
+def test_unsupported_suffix_and_missing_file(tmp_path):
+    path = tmp_path / "pool.parquet"
+    path.write_text("x")
+    with pytest.raises(DataError, match="unsupported file type '.parquet'"):
+        Pool.load(path)
+    with pytest.raises(FileNotFoundError):
+        Pool.load(tmp_path / "nope.jsonl")
+
+
+def test_matches_finds_the_query_by_text_or_id(records):
+    pool = Pool.from_records(records)
+    assert pool.matches(pool.to_query("dull and far too long")) == {1}
+    assert pool.matches(Example(input="something else", id="r4")) == {4}
+    assert pool.matches(pool.to_query("never seen")) == frozenset()

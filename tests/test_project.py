@@ -1,0 +1,31 @@
+"""The project's own promises: README set-up commands, CI script, runnable examples."""
+
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def readme_commands():
+    return re.findall(r"```bash\n(bash \.ci/setup && .+?)\n```", (REPO / "README.md").read_text())
+
+
+def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
+    commands = readme_commands()
+    assert len(commands) == 2
+    main_job, test_command = commands
+    assert "iclkit" in main_job and "pytest" in test_command
+    ci = (REPO / ".ci" / "run").read_text()
+    assert "bash .ci/setup" in ci
+    assert test_command.split("&& ", 1)[1] in ci
+
+
+def test_examples_run():
+    for script in sorted((REPO / "examples").glob("*.py")):
+        result = subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, cwd=REPO, timeout=600
+        )
+        assert result.returncode == 0, f"{script.name}:\n{result.stderr}"
+        assert result.stdout.strip(), f"{script.name} printed nothing"
