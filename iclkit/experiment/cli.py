@@ -54,7 +54,6 @@ def run(
       iclkit run grid.yaml --out runs/sst2 --dry-run
     """
     from iclkit.experiment.config import load_config
-    from iclkit.experiment.grid import model_calls
     from iclkit.experiment.metrics import describe
     from iclkit.experiment.report import markdown_table, seeds_table
     from iclkit.experiment.runner import plan_experiment, run_experiment
@@ -64,20 +63,15 @@ def run(
         folder = out if out is not None else Path("runs") / config.name
         if dry_run:
             plan = plan_experiment(config)
-            n_free = len(config.run.content_free_inputs)
             rows = [
-                {
-                    "cell": cell.id,
-                    **describe(cell.params()),
-                    "calls": model_calls(cell, len(plan.data.eval), n_free),
-                }
+                {"cell": cell.id, **describe(cell.params()), "calls": plan.calls[cell.id]}
                 for cell in plan.cells
             ]
             columns = ["cell", *describe(plan.cells[0].params()), "calls"]
             click.echo(markdown_table(rows, columns))
             click.echo(
                 f"\n{len(plan.cells)} cells × {len(plan.data.eval)} evaluation examples = "
-                f"{plan.predictions} predictions, {sum(plan.calls.values())} model calls "
+                f"{plan.predictions} predictions, at most {sum(plan.calls.values())} model calls "
                 f"(pool: {len(plan.data.pool)} examples). Output folder: {folder}"
             )
             return

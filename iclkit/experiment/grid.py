@@ -158,13 +158,15 @@ def expand_grid(config: ExperimentConfig, context: str, pool_size: int) -> list[
     return list(cells.values())
 
 
-def model_calls(cell: Cell, n_queries: int, n_content_free: int) -> int:
+def model_calls(cell: Cell, n_queries: int, n_content_free: int, batch_size: int) -> int:
     """How many prompts the cell sends to its backend for ``n_queries`` evaluation queries.
 
     One per query; contextual calibration adds one per content-free input for each distinct
-    demonstration set (once for zero-shot, once per query otherwise).
+    demonstration set in a batch: once per batch for zero-shot, at most once per query
+    otherwise (fewer when queries share their demonstrations).
     """
     calls = n_queries
     if cell.calibration:
-        calls += n_content_free * (1 if cell.k == 0 else n_queries)
+        sets = -(-n_queries // batch_size) if cell.k == 0 else n_queries
+        calls += n_content_free * sets
     return calls

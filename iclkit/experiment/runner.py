@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 from iclkit._version import __version__
 from iclkit.backends.base import Backend
@@ -26,10 +26,10 @@ from iclkit.experiment.ablations import permute, relabel, verbalizer_for
 from iclkit.experiment.config import ExperimentConfig
 from iclkit.experiment.data import ExperimentData, load_data
 from iclkit.experiment.grid import Cell, context_key, expand_grid, model_calls
-from iclkit.experiment.predict import Prediction, predict
 from iclkit.experiment.report import Report, render_report
 from iclkit.experiment.store import ResultsStore
 from iclkit.formatters.base import Formatter
+from iclkit.inference import GenerationClassifier, LikelihoodClassifier, Prediction
 from iclkit.prompt import Prompt
 from iclkit.registry import backends, formatters
 
@@ -75,7 +75,10 @@ def plan_experiment(config: ExperimentConfig) -> Plan:
     context = context_key(config, data.fingerprint)
     cells = expand_grid(config, context, len(data.pool))
     n_content_free = len(config.run.content_free_inputs)
-    calls = {cell.id: model_calls(cell, len(data.eval), n_content_free) for cell in cells}
+    calls = {
+        cell.id: model_calls(cell, len(data.eval), n_content_free, config.run.batch_size)
+        for cell in cells
+    }
     grid_hash = hashlib.sha256(" ".join(sorted(calls)).encode()).hexdigest()[:16]
     return Plan(config=config, data=data, cells=cells, calls=calls, grid_hash=grid_hash)
 
@@ -158,12 +161,30 @@ def _record(cell: Cell, prompt: Prompt, prediction: Prediction) -> dict[str, Any
         "query": str(prompt.query.id),
         "demos": [str(demo.example.id) for demo in prompt.demonstrations],
         "demo_labels": [demo.example.output for demo in prompt.demonstrations],
-        "scores": prediction.scores,
-        "output": prediction.output,
+        "scores": {label: score.logprob for label, score in prediction.scores.items()},
+        "probabilities": prediction.probabilities,
+        "output": prediction.text,
         "prediction": prediction.label,
         "gold": prompt.query.output,
         "params": cell.params(),
     }
+
+
+def _classifier(
+    cell: Cell, backend: Backend, formatter: Formatter, config: ExperimentConfig
+) -> LikelihoodClassifier | GenerationClassifier:
+    """The :mod:`iclkit.inference` classifier that makes the cell's predictions."""
+    words = formatter.verbalizer or {}
+    if cell.scoring == "generate":
+        return GenerationClassifier(backend, words, max_tokens=config.run.max_tokens)
+    return LikelihoodClassifier(
+        backend,
+        words,
+        method="acc_norm" if cell.scoring == "loglik-norm" else "acc",
+        calibration="contextual" if cell.calibration else None,
+        formatter=formatter,
+        content_free=config.run.content_free_inputs,
+    )
 
 
 def run_experiment(
@@ -214,18 +235,10 @@ def run_experiment(
             backend = created[backend_key]
             for cell in cells:
                 bar.set_postfix_str(f"{cell.selector_name} k={cell.k} {cell.label_mode}")
+                classifier = _classifier(cell, backend, prompts.formatter(cell.label_mode), config)
                 for batch in _batches(pending[cell.id], config.run.batch_size):
                     cell_prompts = prompts.for_cell(cell, batch)
-                    predictions = predict(
-                        backend,
-                        cell_prompts,
-                        verbalizer=verbalizer_for(
-                            cell.label_mode, config.data.labels, config.run.unrelated_labels
-                        ),
-                        scoring=cell.scoring,
-                        calibration=cell.calibration,
-                        run=config.run,
-                    )
+                    predictions = classifier.predict(cell_prompts)
                     store.append(
                         [
                             _record(cell, prompt, prediction)

@@ -1,0 +1,258 @@
+"""The ``local`` backend: a Hugging Face causal LM run in-process with transformers.
+
+Label scoring runs each prompt once and scores every candidate continuation from the cached
+key/values (``scoring="shared-prefix"``, the default); ``scoring="naive"`` runs one full forward
+per candidate and exists as the reference the fast path is tested and benchmarked against.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
+
+from iclkit.backends.base import Backend, Capabilities, ContinuationScore
+from iclkit.bundled_models import BUNDLED_LM, load_causal_lm
+from iclkit.errors import BackendError, ConfigError
+from iclkit.prompt import Prompt
+
+if TYPE_CHECKING:
+    import torch
+    from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+Scoring = Literal["shared-prefix", "naive"]
+
+
+class LocalBackend(Backend):
+    """A local causal LM (default: the bundled Gemma 3 270M) on CPU or CUDA.
+
+    Args:
+        model: ``None`` or ``"gemma-3-270m"`` for the bundled model, or a local Hugging Face
+            causal-LM folder. Nothing is downloaded.
+        device: ``"cpu"``, ``"cuda"``...; CUDA when available by default.
+        dtype: torch dtype name of the weights.
+        batch_size: prompts per generation batch.
+        scoring: ``"shared-prefix"`` (run the prompt once, score all candidates from its
+            key/value cache) or ``"naive"`` (one full forward per candidate); both give the
+            same log-likelihoods.
+        max_length: longest prompt + continuation in tokens; defaults to the model's context
+            (``max_position_embeddings``). Longer inputs raise, they are never truncated.
+
+    Raises:
+        ConfigError: for an unknown ``scoring`` or a non-positive ``batch_size``.
+    """
+
+    def __init__(
+        self,
+        model: str | None = None,
+        device: str | None = None,
+        dtype: str = "float32",
+        batch_size: int = 8,
+        scoring: Scoring = "shared-prefix",
+        max_length: int | None = None,
+    ) -> None:
+        if scoring not in ("shared-prefix", "naive"):
+            raise ConfigError(f"scoring must be 'shared-prefix' or 'naive', got {scoring!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
+        self.model = model
+        self.device = device
+        self.dtype = dtype
+        self.batch_size = batch_size
+        self.scoring = scoring
+        self.max_length = max_length
+
+    @property
+    def capabilities(self) -> Capabilities:
+        """Plain-text prompts with log-probabilities; chat messages are not used."""
+        return Capabilities(chat=False, completion=True, logprobs=True)
+
+    @property
+    def identity(self) -> str:
+        """``local:<model>`` with the bundled model's name or the folder given."""
+        return f"local:{self.model or BUNDLED_LM}"
+
+    def _lm(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+        return load_causal_lm(self.model, self.device, self.dtype)
+
+    def _context(self, model: PreTrainedModel) -> int:
+        if self.max_length is not None:
+            return self.max_length
+        return int(model.config.max_position_embeddings)
+
+    def _check_length(self, n_tokens: int, model: PreTrainedModel, what: str) -> None:
+        limit = self._context(model)
+        if n_tokens > limit:
+            raise BackendError(
+                f"{what} is {n_tokens} tokens, longer than the model's context of {limit} "
+                f"tokens ({self.identity}); iclkit never truncates silently. Fix: use fewer "
+                "or shorter demonstrations (PromptBuilder token_budget with the model's "
+                "tokenizer as length_fn) or a model with a longer context"
+            )
+
+    # -- generation -----------------------------------------------------------------------------
+
+    def generate(
+        self,
+        prompts: Sequence[Prompt],
+        *,
+        max_tokens: int = 16,
+        temperature: float = 0.0,
+        seed: int | None = None,
+        stop: Sequence[str] | None = None,
+    ) -> list[str]:
+        """Generate a completion of each ``prompt.text`` in batches (greedy at temperature 0).
+
+        Sampling (``temperature > 0``) is reproducible for a given ``seed`` and
+        ``batch_size``. The returned text is cut before the first ``stop`` string.
+
+        Raises:
+            BackendError: if a prompt plus ``max_tokens`` exceeds the model's context.
+            ConfigError: if the model cannot be loaded.
+        """
+        import torch
+
+        model, tokenizer = self._lm()
+        tokenizer.padding_side = "left"
+        results: list[str] = []
+        for start in range(0, len(prompts), self.batch_size):
+            texts = [p.text for p in prompts[start : start + self.batch_size]]
+            batch = tokenizer(texts, return_tensors="pt", padding=True).to(model.device)
+            self._check_length(
+                int(batch.input_ids.shape[1]) + max_tokens, model, "a prompt plus max_tokens"
+            )
+            options: dict[str, Any] = {"do_sample": False, "top_p": None, "top_k": None}
+            if temperature > 0:
+                options = {"do_sample": True, "temperature": temperature, "top_k": 0}
+                if seed is not None:
+                    torch.manual_seed(seed + start)
+            if stop:
+                options |= {"stop_strings": list(stop), "tokenizer": tokenizer}
+            with torch.inference_mode():
+                output = model.generate(
+                    **batch,
+                    max_new_tokens=max_tokens,
+                    pad_token_id=tokenizer.pad_token_id,
+                    **options,
+                )
+            new_tokens = output[:, batch.input_ids.shape[1] :]
+            for text in tokenizer.batch_decode(new_tokens, skip_special_tokens=True):
+                results.append(_cut_at_stop(text, stop))
+        return results
+
+    # -- scoring --------------------------------------------------------------------------------
+
+    def score(
+        self, prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]
+    ) -> list[list[ContinuationScore]]:
+        """Score every candidate continuation of each prompt (see :class:`Backend`).
+
+        The continuation's tokens are those of ``tokenizer(prompt.text + candidate)`` after
+        its longest common prefix with ``tokenizer(prompt.text)``, in both scoring paths.
+
+        Raises:
+            BackendError: if a candidate tokenizes to nothing, a prompt plus candidate exceeds
+                the model's context, or ``prompts`` and ``candidates`` differ in length.
+            ConfigError: if the model cannot be loaded.
+        """
+        import torch
+
+        if len(prompts) != len(candidates):
+            raise BackendError(
+                f"score() got {len(prompts)} prompts but {len(candidates)} candidate lists; "
+                "give one list of candidates per prompt"
+            )
+        model, tokenizer = self._lm()
+        results = []
+        with torch.inference_mode():
+            for prompt, options in zip(prompts, candidates, strict=True):
+                encoded = [self._encode(tokenizer, model, prompt.text, c) for c in options]
+                if self.scoring == "naive":
+                    results.append([_score_full(model, ids, start) for ids, start in encoded])
+                else:
+                    results.append(_score_shared(model, tokenizer, encoded))
+        return results
+
+    def _encode(
+        self,
+        tokenizer: PreTrainedTokenizerBase,
+        model: PreTrainedModel,
+        text: str,
+        continuation: str,
+    ) -> tuple[list[int], int]:
+        """Token ids of ``text + continuation`` and the index where the continuation starts."""
+        prompt_ids = tokenizer(text).input_ids
+        full_ids = tokenizer(text + continuation).input_ids
+        start = 0
+        for a, b in zip(prompt_ids, full_ids, strict=False):
+            if a != b:
+                break
+            start += 1
+        if start == len(full_ids):
+            raise BackendError(
+                f"the candidate continuation {continuation!r} tokenizes to nothing after the "
+                f"prompt ({self.identity}). Fix: give every label a non-empty verbalization"
+            )
+        if start == 0:
+            raise BackendError(
+                f"{self.identity}: the tokenizer adds no beginning-of-sequence token and the "
+                f"continuation {continuation!r} changes the prompt's first token; put at least "
+                "one character of prompt before the answer"
+            )
+        self._check_length(len(full_ids), model, "a prompt plus its candidate continuation")
+        return full_ids, start
+
+
+def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
+    for marker in stop or ():
+        position = text.find(marker)
+        if position >= 0:
+            text = text[:position]
+    return text
+
+
+def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, first: int = 0) -> ContinuationScore:
+    """Sum of ``log_softmax(logits[j])[targets[j]]`` for ``j >= first``."""
+    import torch
+
+    logprobs = torch.log_softmax(logits[first:].float(), dim=-1)
+    picked = logprobs.gather(-1, targets[first:].unsqueeze(-1)).squeeze(-1)
+    return ContinuationScore(logprob=float(picked.sum()), n_tokens=int(picked.numel()))
+
+
+def _score_full(model: PreTrainedModel, ids: list[int], start: int) -> ContinuationScore:
+    """Naive path: one forward over prompt + continuation, keeping only the needed logits."""
+    import torch
+
+    tokens = torch.tensor([ids], device=model.device)
+    n_scored = len(ids) - start
+    logits = model(tokens, logits_to_keep=n_scored + 1).logits[0, :-1]
+    return _sum_logprobs(logits, tokens[0, start:])
+
+
+def _score_shared(
+    model: PreTrainedModel,
+    tokenizer: PreTrainedTokenizerBase,
+    encoded: Sequence[tuple[list[int], int]],
+) -> list[ContinuationScore]:
+    """Shared-prefix path: the common prefix runs once, the candidates as one batch on its cache."""
+    import torch
+
+    shared = min(start for _, start in encoded)
+    head = encoded[0][0][:shared]
+    prefix = model(torch.tensor([head], device=model.device), use_cache=True, logits_to_keep=1)
+    cache = prefix.past_key_values
+    tails = [ids[shared:] for ids, _ in encoded]
+    width = max(len(tail) for tail in tails)
+    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+    # Right padding: under the causal mask no real token attends to the padding after it.
+    batch = torch.tensor(
+        [tail + [pad] * (width - len(tail)) for tail in tails], device=model.device
+    )
+    cache.batch_repeat_interleave(len(tails))
+    logits = model(batch, past_key_values=cache, use_cache=True).logits
+    first = prefix.logits[0, -1:]
+    scores = []
+    for row, (tail, (_, start)) in enumerate(zip(tails, encoded, strict=True)):
+        rows = torch.cat([first, logits[row, : len(tail) - 1]])
+        scores.append(_sum_logprobs(rows, batch[row, : len(tail)], start - shared))
+    return scores

@@ -1,0 +1,58 @@
+"""The label space of a classification task: raw labels and the words the model sees."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from iclkit.errors import ConfigError
+
+LabelSpec = Sequence[str] | Mapping[str, str]
+
+
+@dataclass(frozen=True)
+class LabelSpace:
+    """Raw labels (``"0"``, ``"1"``) paired with their verbalizations (``"negative"``, ...).
+
+    Build it with :meth:`from_spec`; ``labels[i]`` is verbalized as ``words[i]``.
+    """
+
+    labels: tuple[str, ...]
+    words: tuple[str, ...]
+
+    @classmethod
+    def from_spec(cls, spec: LabelSpec | LabelSpace) -> LabelSpace:
+        """A label space from a list of labels (each its own word) or a ``{label: word}`` map.
+
+        Raises:
+            ConfigError: if there are fewer than two labels, a label or word is empty or
+                whitespace only, or two labels share a word.
+        """
+        if isinstance(spec, LabelSpace):
+            return spec
+        if isinstance(spec, str):
+            raise ConfigError(
+                f"labels must be a list or a {{label: word}} mapping, not the string {spec!r}"
+            )
+        pairs = (
+            list(spec.items()) if isinstance(spec, Mapping) else [(str(x), str(x)) for x in spec]
+        )
+        if len(pairs) < 2:
+            raise ConfigError(f"a classification needs at least two labels, got {pairs!r}")
+        for label, word in pairs:
+            if not str(label).strip() or not str(word).strip():
+                raise ConfigError(
+                    f"label {label!r} has the empty verbalization {word!r}: it would score "
+                    "as an empty continuation. Fix: give every label a non-empty word"
+                )
+        words = [str(word) for _, word in pairs]
+        if len(set(words)) != len(words):
+            raise ConfigError(
+                f"two labels share a verbalization in {dict(pairs)!r}; the model could not "
+                "tell them apart. Fix: give each label its own word"
+            )
+        return cls(tuple(str(label) for label, _ in pairs), tuple(words))
+
+    def continuations(self, answer_prefix: str) -> list[str]:
+        """The candidate continuations of a prompt: ``answer_prefix + word`` for each label."""
+        return [answer_prefix + word for word in self.words]
