@@ -159,3 +159,33 @@ def test_slices_subsample_and_label_text_format(tmp_path, config_dict):
     assert all(20 <= int(example.id.split("-")[1]) < 30 for example in data.eval)
     again = plan_experiment(validate_config(raw)).data
     assert [e.id for e in again.eval] == [e.id for e in data.eval]
+
+
+def test_csv_and_dataset_folder_inputs(tmp_path, config_dict):
+    import csv
+
+    from datasets import Dataset
+
+    rows = [
+        {"title": f"headline {i}", "body": f"story {i}", "topic": str(i % 3)} for i in range(12)
+    ]
+    with (tmp_path / "news.csv").open("w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=["title", "body", "topic"])
+        writer.writeheader()
+        writer.writerows(rows)
+    Dataset.from_list(rows).save_to_disk(str(tmp_path / "news_hf"))
+    raw = config_dict()
+    raw["data"] = {
+        "pool": str(tmp_path / "news.csv"),
+        "eval": str(tmp_path / "news_hf"),
+        "input_fields": ["title", "body"],
+        "output_field": "topic",
+        "labels": {"0": "world", "1": "sports", "2": "science"},
+    }
+    data = plan_experiment(validate_config(raw)).data
+    assert len(data.pool) == len(data.eval) == 12
+    assert data.eval[4].input == {"title": "headline 4", "body": "story 4"}
+    assert data.eval[4].id == "eval-4" and data.pool[4].output == "1"
+    raw["data"]["format"] = "jsonl"
+    with pytest.raises(DataError, match=r"data\.format is 'jsonl' but the file is '\.csv'"):
+        plan_experiment(validate_config(raw))
