@@ -85,7 +85,7 @@ def run(
         ) from None
     except (IclkitError, FileNotFoundError) as error:
         raise _fail(error) from error
-    click.echo(seeds_table(report.seeds))
+    click.echo(seeds_table(report.seeds, compact=True))
     click.echo("\nWrote " + ", ".join(str(path) for path in report.files))
 
 
@@ -104,5 +104,5 @@ def report(folder: Path) -> None:
         rendered = render_report(folder)
     except IclkitError as error:
         raise _fail(error) from error
-    click.echo(seeds_table(rendered.seeds))
+    click.echo(seeds_table(rendered.seeds, compact=True))
     click.echo("\nWrote " + ", ".join(str(path) for path in rendered.files))

@@ -54,9 +54,17 @@ def _pm(mean: float, std: float) -> str:
     return f"{mean:.3f} ± {std:.3f}"
 
 
-def seeds_table(rows: Sequence[Mapping[str, Any]]) -> str:
-    """The over-seeds table as Markdown: ``mean ± std`` of accuracy and macro-F1 per group."""
+def seeds_table(rows: Sequence[Mapping[str, Any]], *, compact: bool = False) -> str:
+    """The over-seeds table as Markdown: ``mean ± std`` of accuracy and macro-F1 per group.
+
+    ``compact`` leaves out the columns that have one value in every row (except selector
+    and k), for printing.
+    """
     columns = [c for c in CELL_COLUMNS if c != "seed"]
+    if compact:
+        columns = [
+            c for c in columns if c in ("selector", "k") or len({str(r[c]) for r in rows}) > 1
+        ]
     shown = [
         {
             **row,
