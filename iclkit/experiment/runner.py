@@ -234,7 +234,8 @@ def run_experiment(
                 created[backend_key] = backends.create(cells[0].backend)
             backend = created[backend_key]
             for cell in cells:
-                bar.set_postfix_str(f"{cell.selector_name} k={cell.k} {cell.label_mode}")
+                seed = "" if cell.seed is None else f" seed={cell.seed}"
+                bar.set_postfix_str(f"{cell.selector_name} k={cell.k}{seed} {cell.label_mode}")
                 classifier = _classifier(cell, backend, prompts.formatter(cell.label_mode), config)
                 for batch in _batches(pending[cell.id], config.run.batch_size):
                     cell_prompts = prompts.for_cell(cell, batch)
