@@ -29,12 +29,15 @@ LabelMode = Literal["gold", "random", "flipped", "unrelated"]
 Scoring = Literal["loglik", "loglik-norm", "generate"]
 DataFormat = Literal["auto", "jsonl", "csv", "tsv", "hf", "label-text"]
 
-LABEL_MODES: tuple[str, ...] = ("gold", "random", "flipped", "unrelated")
 DEFAULT_UNRELATED = ["foo", "bar", "baz", "qux", "quux", "corge", "grault", "garply"]
 
 
 def _component(value: Any, registry: Registry[Any]) -> dict[str, Any]:
-    """Normalise a component spec (``"name"`` or ``{"name": ..., **opts}``); check the name."""
+    """Normalise a component spec (``"name"`` or ``{"name": ..., **opts}``) and check it.
+
+    The component is constructed once (constructors only store their settings), so that an
+    unknown name or option fails when the config is read, not hours into a run.
+    """
     if isinstance(value, str):
         value = {"name": value}
     if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
@@ -49,6 +52,7 @@ def _component(value: Any, registry: Registry[Any]) -> dict[str, Any]:
             f"unknown {registry.kind} {name!r}; allowed: {', '.join(available)} "
             "(`iclkit plugins` lists them; install the package that provides it)"
         )
+    registry.create(value)  # ConfigError (a ValueError) for an option it does not take
     return dict(value)
 
 

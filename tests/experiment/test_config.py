@@ -189,3 +189,12 @@ def test_csv_and_dataset_folder_inputs(tmp_path, config_dict):
     raw["data"]["format"] = "jsonl"
     with pytest.raises(DataError, match=r"data\.format is 'jsonl' but the file is '\.csv'"):
         plan_experiment(validate_config(raw))
+
+
+def test_unknown_component_options_fail_when_the_config_is_read(config_dict):
+    raw = config_dict(sweep={"backends": "counting", "selectors": [{"name": "mmr", "lamda": 0.5}]})
+    with pytest.raises(ConfigError) as caught:
+        validate_config(raw)
+    message = str(caught.value)
+    assert "  sweep.selectors[0]: selector 'mmr'" in message
+    assert "'lamda'" in message
