@@ -270,3 +270,14 @@ def test_cli_and_build_do_not_import_torch_or_matplotlib():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert output.stdout.strip() == "[]"
+
+
+def test_cli_errors_are_one_clean_line(tmp_path, config_dict, write_yaml):
+    path = write_yaml(tmp_path, config_dict(sweep={"backends": "counting", "k": "four"}))
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(tmp_path / "o")])
+    assert result.exit_code == 1
+    assert result.output.startswith("Error: ")
+    assert "sweep.k: Input should be a valid integer" in result.output
+    assert "Traceback" not in result.output
+    result = CliRunner().invoke(main, ["run", str(tmp_path / "absent.yaml")])
+    assert result.exit_code == 1 and "absent.yaml" in result.output
