@@ -133,8 +133,8 @@ def main() -> None:
     parser.add_argument("--loop-subset-above", type=int, default=100_000)
     parser.add_argument("--loop-queries", type=int, default=100)
     parser.add_argument("--hnsw-max", type=int, default=100_000)
-    parser.add_argument("--nprobe", type=int, nargs="+", default=[8, 16, 32, 64])
-    parser.add_argument("--ef-search", type=int, nargs="+", default=[32, 64, 128])
+    parser.add_argument("--nprobe", type=int, nargs="+", default=[1, 2, 4, 8, 16])
+    parser.add_argument("--ef-search", type=int, nargs="+", default=[16, 32, 64])
     parser.add_argument("--one", type=int, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one is not None:

@@ -46,3 +46,26 @@ def pool_file(tmp_path, records):
     path = tmp_path / "pool.jsonl"
     path.write_text("\n".join(json.dumps(r) for r in records) + "\n")
     return path
+
+
+@pytest.fixture(scope="session")
+def sst2_records(shared_data):
+    """The first 400 SST-2 training sentences as records (label 0/1), read in place."""
+    lines = (shared_data / "sst2" / "stsa.binary.train").read_text().splitlines()[:400]
+    return [{"text": text, "label": label} for label, text in (s.split(" ", 1) for s in lines)]
+
+
+@pytest.fixture(scope="session")
+def embedding_cache(tmp_path_factory):
+    """A session-wide embedding cache file: each text is embedded once per test session."""
+    return str(tmp_path_factory.mktemp("embeddings") / "cache.sqlite")
+
+
+@pytest.fixture(scope="session")
+def bundled_embedder():
+    """The bundled all-MiniLM-L6-v2 embedder, loaded once per session."""
+    from iclkit.embedding.sentence_transformer import SentenceTransformerEmbedder
+
+    embedder = SentenceTransformerEmbedder()
+    embedder.encode(["warm up"])
+    return embedder

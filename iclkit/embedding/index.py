@@ -34,8 +34,12 @@ EXACT_MAX_VECTORS = 100_000
 DEFAULT_NPROBE = 16
 #: HNSW candidate list size per query unless ``ef_search`` is given.
 DEFAULT_EF_SEARCH = 64
+#: Pool vectors per BLAS block in exact batched search (FAISS's default, 1,024, makes
+#: many small matrix products; 16,384 measured 2.2x faster for 1,000 queries over 300k).
+BLAS_DATABASE_BLOCK = 16_384
 _KINDS = ("auto", "flat", "ivf", "hnsw")
-_TRAIN_PER_LIST = 64  # IVF training sample: this many vectors per list
+_TRAIN_PER_LIST = 40  # IVF training sample: this many vectors per list (FAISS wants >= 39)
+_TRAIN_ITERATIONS = 10  # k-means iterations for the IVF lists
 
 
 def _faiss() -> Any:
@@ -119,6 +123,7 @@ class VectorIndex:
             index = faiss.IndexIVFFlat(
                 faiss.IndexFlatIP(dimension), dimension, nlist, faiss.METRIC_INNER_PRODUCT
             )
+            index.cp.niter = _TRAIN_ITERATIONS
             sample = min(n, _TRAIN_PER_LIST * nlist)
             rows = np.random.default_rng(self.seed).choice(n, size=sample, replace=False)
             index.train(vectors[np.sort(rows)])
@@ -128,7 +133,9 @@ class VectorIndex:
         return self
 
     def _tune(self) -> None:
-        if self.kind_ == "ivf":
+        if self.kind_ == "flat":
+            _faiss().cvar.distance_compute_blas_database_bs = BLAS_DATABASE_BLOCK
+        elif self.kind_ == "ivf":
             self.index_.nprobe = self.nprobe or DEFAULT_NPROBE
         elif self.kind_ == "hnsw":
             self.index_.hnsw.efSearch = self.ef_search or DEFAULT_EF_SEARCH
@@ -139,7 +146,8 @@ class VectorIndex:
         """The ``k`` nearest vectors of every query row in one FAISS call: ``(scores, ids)``.
 
         Both arrays are ``(len(queries), k)``, best first; ``ids`` is ``-1`` where fewer than
-        ``k`` vectors were found.
+        ``k`` vectors were found. For the exact index this sets FAISS's process-wide BLAS block
+        size to :data:`BLAS_DATABASE_BLOCK`.
 
         Raises:
             AttributeError: if the index has not been built or loaded.

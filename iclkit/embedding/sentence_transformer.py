@@ -116,7 +116,10 @@ class SentenceTransformerEmbedder(Embedder):
         Raises:
             ConfigError: if the model cannot be loaded from local files.
         """
-        dimension = self.model_.get_sentence_embedding_dimension()
+        model = self.model_
+        # sentence-transformers 6 renamed the method; older releases have only the old name.
+        method = getattr(model, "get_embedding_dimension", None)
+        dimension = method() if method else model.get_sentence_embedding_dimension()
         assert dimension is not None
         return int(dimension)
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Sequence, Sized
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -101,10 +101,10 @@ class Selector(ABC):
         return [i for i in range(len(self.pool)) if i not in exclude]
 
 
-def exclude_sets(
-    queries: Sequence[Example], exclude: Sequence[frozenset[int]] | None
-) -> list[frozenset[int]]:
+def exclude_sets(queries: Sized, exclude: Sequence[frozenset[int]] | None) -> list[frozenset[int]]:
     """The per-query exclude sets of a batch: ``exclude`` as a list, or empty sets if ``None``.
+
+    ``queries`` is the batch: examples, or an array of query embeddings.
 
     Raises:
         ValueError: if ``exclude`` and ``queries`` differ in length.

@@ -13,12 +13,7 @@ import numpy as np
 import numpy.typing as npt
 
 from iclkit.selectors.base import Selection
-from iclkit.selectors.embedding import (
-    EmbeddingSelector,
-    check_fetch_k,
-    check_fraction,
-    to_selection,
-)
+from iclkit.selectors.embedding import Candidates, RerankingSelector, check_fraction, to_selection
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack
@@ -53,7 +48,7 @@ def greedy_map(kernel: npt.NDArray[np.float64], k: int) -> list[int]:
     return chosen
 
 
-class DPPSelector(EmbeddingSelector):
+class DPPSelector(RerankingSelector):
     """Choose relevant *and* mutually diverse demonstrations with a DPP.
 
     Among the ``fetch_k`` nearest examples, the kernel is ``L = diag(r) · S · diag(r)`` with
@@ -71,29 +66,17 @@ class DPPSelector(EmbeddingSelector):
     def __init__(
         self, theta: float = 0.7, fetch_k: int = 20, **embedding: Unpack[EmbeddingOptions]
     ) -> None:
-        super().__init__(**embedding)
+        super().__init__(fetch_k, **embedding)
         self.theta = check_fraction("theta", theta, upper_open=True)
-        self.fetch_k = check_fetch_k(fetch_k)
 
-    def fetch_size(self, k: int) -> int:
-        """``max(fetch_k, k)`` nearest candidates."""
-        return max(self.fetch_k, k)
-
-    def choose(
-        self,
-        query: npt.NDArray[np.float32],
-        ids: npt.NDArray[np.int64],
-        similarities: npt.NDArray[np.float32],
-        k: int,
-    ) -> Selection:
+    def choose(self, candidates: Candidates, k: int) -> Selection:
         """Greedy MAP over the relevance-weighted kernel of the candidates."""
-        if len(ids) == 0:
-            return to_selection(ids, similarities)
+        ids, similarities = candidates
         vectors = self.embeddings_[ids].astype(np.float64)
         alpha = self.theta / (2 * (1 - self.theta))
         quality = np.exp(alpha * similarities.astype(np.float64))
         kernel = quality[:, None] * (vectors @ vectors.T) * quality[None, :]
-        chosen = greedy_map(kernel, k)
+        chosen = greedy_map(kernel, k) if len(ids) else []
         rest = [i for i in range(len(ids)) if i not in set(chosen)]
         chosen += rest[: k - len(chosen)]
         return to_selection(ids[chosen], similarities[chosen])

@@ -21,10 +21,10 @@ from iclkit.embedding.index import IndexKind, VectorIndex
 from iclkit.embedding.sentence_transformer import SentenceTransformerEmbedder
 from iclkit.errors import ConfigError, DataError
 from iclkit.example import Example
-from iclkit.selectors.base import Selection, Selector
+from iclkit.selectors.base import Selection, Selector, exclude_sets
 
 if TYPE_CHECKING:
-    from typing_extensions import Self
+    from typing_extensions import Self, Unpack
 
     from iclkit.pool import Pool
 
@@ -241,9 +241,7 @@ class EmbeddingSelector(Selector):
             ValueError: if ``exclude`` and ``queries`` differ in length.
         """
         check_k(k)
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
-        if len(excludes) != len(queries):
-            raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
+        excludes = exclude_sets(queries, exclude)
         return self.select_vectors(self.embed_queries(queries), k, exclude=excludes)
 
     def select_vectors(
@@ -254,31 +252,51 @@ class EmbeddingSelector(Selector):
         Raises:
             NotFittedError: if the selector has not been fitted.
             ConfigError: if ``k`` is negative.
+            ValueError: if ``exclude`` and ``vectors`` differ in length.
         """
         check_k(k)
         self.pool  # noqa: B018 - raises NotFittedError before anything else
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
+        excludes = exclude_sets(vectors, exclude)
         if k == 0:
             return [Selection((), ()) for _ in excludes]
-        candidates = nearest(self.index_, vectors, self.fetch_size(k), excludes)
-        return [
-            self.choose(vector, ids, scores, k)
-            for vector, (ids, scores) in zip(vectors, candidates, strict=True)
-        ]
+        return self.select_among(vectors, k, excludes)
+
+    def select_among(
+        self, vectors: Vectors, k: int, excludes: Sequence[frozenset[int]]
+    ) -> list[Selection]:
+        """The selection step once inputs are checked (``k`` > 0, one exclude set per row).
+
+        By default: one FAISS search for :meth:`fetch_size` candidates per query, then
+        :meth:`choose` among them.
+        """
+        found = nearest(self.index_, vectors, self.fetch_size(k), excludes)
+        return [self.choose(candidates, k) for candidates in found]
 
     def fetch_size(self, k: int) -> int:
         """How many nearest candidates :meth:`choose` needs for ``k`` demonstrations (``k``)."""
         return k
 
-    def choose(
-        self,
-        query: npt.NDArray[np.float32],
-        ids: npt.NDArray[np.int64],
-        similarities: npt.NDArray[np.float32],
-        k: int,
-    ) -> Selection:
-        """Pick ``k`` of the candidates (nearest first): by default the ``k`` nearest."""
+    def choose(self, candidates: Candidates, k: int) -> Selection:
+        """Pick ``k`` of the ``(ids, similarities)`` candidates: by default the ``k`` nearest."""
+        ids, similarities = candidates
         return to_selection(ids[:k], similarities[:k])
+
+
+class RerankingSelector(EmbeddingSelector):
+    """Base of the selectors that re-rank the ``fetch_k`` nearest candidates (``mmr``, ``dpp``).
+
+    Raises:
+        ConfigError: if ``fetch_k`` is not a positive integer, or as
+            :class:`EmbeddingSelector`.
+    """
+
+    def __init__(self, fetch_k: int = 20, **embedding: Unpack[EmbeddingOptions]) -> None:
+        super().__init__(**embedding)
+        self.fetch_k = check_fetch_k(fetch_k)
+
+    def fetch_size(self, k: int) -> int:
+        """``max(fetch_k, k)`` nearest candidates."""
+        return max(self.fetch_k, k)
 
 
 def to_selection(ids: npt.ArrayLike, scores: npt.ArrayLike) -> Selection:

@@ -8,7 +8,7 @@ import numpy as np
 
 from iclkit.embedding.base import Vectors
 from iclkit.selectors.base import Selection
-from iclkit.selectors.embedding import EmbeddingSelector, check_k, nearest, to_selection
+from iclkit.selectors.embedding import EmbeddingSelector, nearest, to_selection
 
 
 class KNNBalancedSelector(EmbeddingSelector):
@@ -36,18 +36,10 @@ class KNNBalancedSelector(EmbeddingSelector):
             for label, members in self.label_members_.items()
         }
 
-    def select_vectors(
-        self, vectors: Vectors, k: int, *, exclude: Sequence[frozenset[int]] | None = None
+    def select_among(
+        self, vectors: Vectors, k: int, excludes: Sequence[frozenset[int]]
     ) -> list[Selection]:
-        """Fill each label's quota from its own index (one search per label), then the rest.
-
-        Raises:
-            NotFittedError: if the selector has not been fitted.
-            ConfigError: if ``k`` is negative.
-        """
-        check_k(k)
-        self.pool  # noqa: B018 - raises NotFittedError before anything else
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
+        """Fill each label's quota from its own index (one search per label), then the rest."""
         quota = k // len(self.label_members_)
         per_label = [
             nearest(self.label_indexes_[label], vectors, k, excludes, ids=members)

@@ -17,12 +17,7 @@ import numpy.typing as npt
 from iclkit.embedding.index import VectorIndex
 from iclkit.errors import ConfigError
 from iclkit.selectors.base import Selection
-from iclkit.selectors.embedding import (
-    EmbeddingSelector,
-    check_k,
-    nearest,
-    to_selection,
-)
+from iclkit.selectors.embedding import EmbeddingSelector, nearest, to_selection
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -128,49 +123,25 @@ class VoteKSelector(EmbeddingSelector):
             self.chosen_ = np.array(self.ranking_.order, dtype=np.int64)
             self.chosen_index_ = VectorIndex("flat").build(self.embeddings_[self.chosen_])
 
-    def select_batch(
-        self,
-        queries: Sequence[Example],
-        k: int,
-        *,
-        exclude: Sequence[frozenset[int]] | None = None,
-    ) -> list[Selection]:
-        """Choose demonstrations for many queries (no query is embedded with ``budget=None``).
+    def embed_queries(self, queries: Sequence[Example]) -> Vectors:
+        """Embed the queries, or, with ``budget=None`` (query-independent), embed nothing.
 
         Raises:
             NotFittedError: if the selector has not been fitted.
-            ConfigError: if ``k`` is negative.
             DataError: if a query's input text is empty (``budget`` set).
-            ValueError: if ``exclude`` and ``queries`` differ in length.
         """
         if self.budget is not None:
-            return super().select_batch(queries, k, exclude=exclude)
-        check_k(k)
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(queries)
-        if len(excludes) != len(queries):
-            raise ValueError(f"{len(queries)} queries but {len(excludes)} exclude sets")
-        return self._ranked(k, excludes)
+            return super().embed_queries(queries)
+        self.pool  # noqa: B018 - raises NotFittedError before anything else
+        return np.zeros((len(queries), 0), dtype=np.float32)
 
-    def select_vectors(
-        self, vectors: Vectors, k: int, *, exclude: Sequence[frozenset[int]] | None = None
+    def select_among(
+        self, vectors: Vectors, k: int, excludes: Sequence[frozenset[int]]
     ) -> list[Selection]:
-        """Each query's nearest examples within the vote-k set, or the set itself.
-
-        Raises:
-            NotFittedError: if the selector has not been fitted.
-            ConfigError: if ``k`` is negative.
-        """
-        check_k(k)
-        self.pool  # noqa: B018 - raises NotFittedError before anything else
-        excludes = list(exclude) if exclude is not None else [frozenset()] * len(vectors)
-        if self.budget is None:
-            return self._ranked(k, excludes)
-        found = nearest(self.chosen_index_, vectors, k, excludes, ids=self.chosen_)
-        return [to_selection(ids, scores) for ids, scores in found]
-
-    def _ranked(self, k: int, excludes: Sequence[frozenset[int]]) -> list[Selection]:
-        """The first ``k`` examples of the vote-k order outside each exclude set."""
-        self.pool  # noqa: B018 - raises NotFittedError before anything else
+        """Each query's nearest examples within the vote-k set, or the set itself."""
+        if self.budget is not None:
+            found = nearest(self.chosen_index_, vectors, k, excludes, ids=self.chosen_)
+            return [to_selection(ids, scores) for ids, scores in found]
         widest = max((len(ex) for ex in excludes), default=0)
         self.ranking_.extend(k + widest)
         ranked = list(zip(self.ranking_.order, self.ranking_.scores, strict=True))
