@@ -28,19 +28,19 @@ def test_quickstart_config_is_valid_and_dry_runs(tmp_path):
 @pytest.mark.slow
 def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml):
     config = load_config(QUICKSTART).model_dump(mode="json")
-    config["data"]["eval_size"] = 4
+    config["data"]["eval_size"] = 3
     config["sweep"] = [
         {"k": 0, "backends": "local", "calibration": [False, True]},
         {"selectors": "knn", "k": 2, "backends": "local"},
         {"selectors": "random", "k": 2, "backends": "local", "scoring": "generate"},
     ]
-    config["run"] = {"batch_size": 4, "max_tokens": 3}
+    config["run"] = {"batch_size": 3, "max_tokens": 3}
     path = write_yaml(tmp_path, config)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 4 * 4
+    assert len(records) == 4 * 3
     by_mode = {}
     for record in records:
         params = record["params"]
