@@ -216,7 +216,6 @@ def run_experiment(
     }
     remaining = sum(len(todo) for todo in pending.values())
     prompts = _Prompts(config, plan.data)
-    created: dict[str, Backend] = {}
     by_backend: dict[str, list[Cell]] = defaultdict(list)
     for cell in plan.cells:
         if pending[cell.id]:
@@ -229,10 +228,8 @@ def run_experiment(
         disable=not progress,
         dynamic_ncols=True,
     ) as bar:
-        for backend_key, cells in by_backend.items():
-            if backend_key not in created:
-                created[backend_key] = backends.create(cells[0].backend)
-            backend = created[backend_key]
+        for cells in by_backend.values():
+            backend = backends.create(cells[0].backend)
             for cell in cells:
                 seed = "" if cell.seed is None else f" seed={cell.seed}"
                 bar.set_postfix_str(f"{cell.selector_name} k={cell.k}{seed} {cell.label_mode}")
