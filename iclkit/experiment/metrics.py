@@ -69,11 +69,14 @@ def cell_rows(
     cells: Sequence[Mapping[str, Any]],
     records: Iterable[Mapping[str, Any]],
     labels: Sequence[str],
+    expected: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per cell: its columns, the number of predictions, accuracy and macro-F1.
 
     ``cells`` are ``{"id": ..., "params": {...}}`` mappings (as in ``run.json``); cells with
-    no predictions yet get ``n = 0`` and empty metrics.
+    no predictions yet get ``n = 0`` and empty metrics. ``complete`` says whether the cell
+    has all ``expected`` predictions (an interrupted run leaves cells incomplete); only
+    complete cells enter :func:`over_seeds` and :func:`order_spread`.
     """
     by_cell: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for record in records:
@@ -86,6 +89,7 @@ def cell_rows(
         row: dict[str, Any] = {"cell": cell["id"], **describe(cell["params"]), "n": len(found)}
         row["accuracy"] = accuracy(gold, predicted) if found else None
         row["macro_f1"] = macro_f1(gold, predicted, labels) if found else None
+        row["complete"] = bool(found) and (expected is None or len(found) >= expected)
         rows.append(row)
     return rows
 
@@ -102,7 +106,7 @@ def _group(
     keys = [column for column in CELL_COLUMNS if column != over]
     groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
-        if row["accuracy"] is not None:
+        if row["complete"]:
             groups[tuple(row[key] for key in keys)].append(row)
     return groups
 

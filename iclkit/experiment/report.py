@@ -80,8 +80,10 @@ def _summary_markdown(name: str, report: Report, n_records: int) -> str:
     parts = [
         f"# {name}",
         "",
-        f"{n_records} predictions in {len(report.cells)} cells. Accuracy and macro-F1 are over "
-        "the evaluation set; ± is the sample standard deviation over seeds.",
+        f"{n_records} predictions in {len(report.cells)} cells "
+        f"({sum(row['complete'] for row in report.cells)} complete). Accuracy and macro-F1 are "
+        "over the evaluation set; ± is the sample standard deviation over seeds. Incomplete "
+        "cells (an interrupted run) appear only in the per-cell table, with their n.",
         "",
         "## Mean over seeds",
         "",
@@ -147,7 +149,7 @@ def _plot_k(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
     import matplotlib.pyplot as plt
 
     chosen = [r for r in rows if r["label_mode"] == "gold" and r["permutation"] == 0]
-    chosen = [r for r in chosen if r["accuracy"] is not None]
+    chosen = [r for r in chosen if r["complete"]]
     if not chosen:
         return False
     panels: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
@@ -242,7 +244,7 @@ def render_report(folder: str | Path) -> Report:
     wanted = {cell["id"] for cell in cells}
     records = [record for record in records if record["cell"] in wanted]
     labels = info.get("labels") or sorted({record["gold"] for record in records})
-    rows = cell_rows(cells, records, labels)
+    rows = cell_rows(cells, records, labels, info.get("eval_size"))
     report = Report(cells=rows, seeds=over_seeds(rows), orders=order_spread(rows), files=[])
     columns = ["cell", *CELL_COLUMNS, "n", "accuracy", "macro_f1"]
     write_atomic(store.folder / SUMMARY_CSV, _csv(rows, columns))

@@ -14,7 +14,7 @@ from click.testing import CliRunner
 
 from iclkit.cli import main
 from iclkit.errors import ConfigError
-from iclkit.experiment import plan_experiment, run_experiment, validate_config
+from iclkit.experiment import plan_experiment, render_report, run_experiment, validate_config
 from iclkit.experiment.store import ResultsStore
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -281,3 +281,22 @@ def test_cli_errors_are_one_clean_line(tmp_path, config_dict, write_yaml):
     assert "Traceback" not in result.output
     result = CliRunner().invoke(main, ["run", str(tmp_path / "absent.yaml")])
     assert result.exit_code == 1 and "absent.yaml" in result.output
+
+
+def test_incomplete_cells_stay_out_of_the_means(tmp_path, config_dict):
+    run_experiment(validate_config(config_dict()), tmp_path, progress=False)
+    lines = _lines(tmp_path)
+    records = [json.loads(line) for line in lines]
+    cut = next(
+        r["cell"] for r in records if (r["params"]["selector"] or {}).get("name") == "random"
+    )
+    dropped = [i for i, r in enumerate(records) if r["cell"] == cut][:2]
+    kept = [line for i, line in enumerate(lines) if i not in dropped]
+    (tmp_path / "results.jsonl").write_text("\n".join(kept) + "\n")
+    report = render_report(tmp_path)
+    row = next(r for r in report.cells if r["cell"] == cut)
+    assert not row["complete"] and row["n"] == 12 - 2 and row["accuracy"] is not None
+    assert sum(r["complete"] for r in report.cells) == len(report.cells) - 1
+    group = next(g for g in report.seeds if (g["selector"], g["k"]) == (row["selector"], row["k"]))
+    assert group["seeds"] == 1  # the other seed only
+    assert "(6 complete)" in (tmp_path / "summary.md").read_text()
