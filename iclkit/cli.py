@@ -250,8 +250,12 @@ def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:
     return value
 
 
+# Command groups defined in their own modules (imported after `main` exists).
+from iclkit.experiment.cli import report, run  # noqa: E402
 from iclkit.mech.cli import mech  # noqa: E402
 
+main.add_command(run)
+main.add_command(report)
 main.add_command(mech)
 
 if __name__ == "__main__":  # pragma: no cover

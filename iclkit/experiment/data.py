@@ -1,0 +1,155 @@
+"""Load an experiment's demonstration pool and evaluation set as its config describes them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from iclkit.errors import DataError
+from iclkit.experiment.config import DataConfig
+from iclkit.pool import Pool
+
+
+@dataclass(frozen=True)
+class ExperimentData:
+    """The loaded pool and evaluation set, with a fingerprint of their content.
+
+    Every example has an id: the data's own ``id`` field, else ``pool-N`` / ``eval-N`` with N
+    its 0-based row in the file. ``fingerprint`` changes when any example, label or id does.
+    """
+
+    pool: Pool
+    eval: Pool
+    fingerprint: str
+
+
+def _read_label_text(path: Path, config: DataConfig) -> Pool:
+    """Read ``LABEL TEXT`` lines (label, one space, then the text), skipping blank lines."""
+    records = []
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            label, _, text = line.rstrip("\n").partition(" ")
+            if not text.strip():
+                raise DataError(
+                    "expected 'LABEL TEXT' (a label, a space, then the text)",
+                    path=path,
+                    line=number,
+                    fix="write one labelled example per line",
+                )
+            records.append({"label": label, "text": text})
+    return Pool.from_records(
+        records,
+        input_fields=config.input_fields,
+        output_field=config.output_field,
+        id_field=config.id_field,
+        source=str(path),
+    )
+
+
+def _read(path: Path, config: DataConfig) -> Pool:
+    if not path.exists():
+        raise FileNotFoundError(f"{path}: no such file or folder (from the config's data section)")
+    if config.format == "label-text":
+        return _read_label_text(path, config)
+    if config.format != "auto":
+        expected = {"jsonl": ".jsonl", "csv": ".csv", "tsv": ".tsv"}.get(config.format)
+        if config.format == "hf" and not path.is_dir():
+            raise DataError("format 'hf' needs a folder saved by datasets' save_to_disk", path=path)
+        if expected is not None and path.suffix.lower() not in (expected, ".json", ".ndjson"):
+            raise DataError(
+                f"data.format is {config.format!r} but the file is {path.suffix!r}",
+                path=path,
+                fix="set data.format to 'auto' or to the file's type",
+            )
+    return Pool.load(
+        path,
+        input_fields=config.input_fields,
+        output_field=config.output_field,
+        id_field=config.id_field,
+    )
+
+
+def _select(
+    pool: Pool,
+    split: str,
+    config: DataConfig,
+    rows: tuple[int, int] | None,
+    size: int | None,
+) -> Pool:
+    """Give every example an id, then apply the slice and the seeded subsample."""
+    examples = [
+        example if example.id is not None else example.model_copy(update={"id": f"{split}-{row}"})
+        for row, example in enumerate(pool)
+    ]
+    if rows is not None:
+        if rows[0] >= len(examples):
+            raise DataError(
+                f"data.{split}_slice starts at row {rows[0]} but the file has {len(examples)} rows",
+                path=pool.source,
+                fix=f"lower data.{split}_slice",
+            )
+        examples = examples[rows[0] : rows[1]]
+    if size is not None and size < len(examples):
+        chosen = np.random.default_rng(config.subsample_seed).choice(
+            len(examples), size, replace=False
+        )
+        examples = [examples[i] for i in sorted(chosen)]
+    return Pool(
+        examples,
+        input_fields=pool.input_fields,
+        output_field=pool.output_field,
+        source=pool.source,
+    )
+
+
+def _check(pool: Pool, split: str, config: DataConfig) -> None:
+    allowed = ", ".join(repr(label) for label in config.labels)
+    for number, example in enumerate(pool, start=1):
+        if example.output not in config.labels:
+            raise DataError(
+                f"data.{split}: example {number} (id {example.id!r}) has label "
+                f"{example.output!r}, which is not in the label space ({allowed})",
+                path=pool.source,
+                field=config.output_field,
+                fix="add the label to data.labels, or correct the data",
+            )
+        if split == "eval" and not example.text.strip():
+            raise DataError(
+                f"data.eval: example {number} (id {example.id!r}) has an empty input",
+                path=pool.source,
+                field=",".join(config.input_fields),
+                fix="remove the example or fill in its input",
+            )
+
+
+def _fingerprint(*pools: Pool) -> str:
+    digest = hashlib.sha256()
+    for pool in pools:
+        for example in pool:
+            row = [example.id, example.input, example.output]
+            digest.update(json.dumps(row, sort_keys=True, ensure_ascii=False).encode())
+        digest.update(b"\x00split\x00")
+    return digest.hexdigest()
+
+
+def load_data(config: DataConfig) -> ExperimentData:
+    """Read, slice, subsample and check the pool and the evaluation set.
+
+    Raises:
+        FileNotFoundError: if a file or folder does not exist.
+        DataError: naming the file, example and field of a malformed record, a label outside
+            the label space, an empty evaluation input, or an empty slice.
+    """
+    pool = _select(_read(config.pool, config), "pool", config, config.pool_slice, config.pool_size)
+    evaluation = _select(
+        _read(config.eval, config), "eval", config, config.eval_slice, config.eval_size
+    )
+    _check(pool, "pool", config)
+    _check(evaluation, "eval", config)
+    return ExperimentData(pool=pool, eval=evaluation, fingerprint=_fingerprint(pool, evaluation))

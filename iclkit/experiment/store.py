@@ -1,0 +1,166 @@
+"""The results store of a run: ``results.jsonl`` (append-only) and ``run.json`` in one folder.
+
+Each prediction is one JSON line, appended with a single ``write`` on an ``O_APPEND`` file and
+``fsync``-ed before the run moves on, so a run killed at any moment keeps every prediction it
+finished. A line cut short by a kill is removed when the store is opened again. ``run.json``
+(written atomically) names the grid the results belong to, so that a folder holding another
+experiment's results is never silently mixed with this one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from iclkit.errors import ConfigError, DataError
+
+RESULTS = "results.jsonl"
+RUN_INFO = "run.json"
+SUMMARY_CSV = "summary.csv"
+SUMMARY_MD = "summary.md"
+PLOT_K = "accuracy_vs_k.png"
+PLOT_ORDER = "order_sensitivity.png"
+#: Every file a run writes; ``--overwrite`` deletes these and nothing else.
+OUTPUTS = (RESULTS, RUN_INFO, SUMMARY_CSV, SUMMARY_MD, PLOT_K, PLOT_ORDER)
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(handle, "w", encoding="utf-8") as stream:
+            stream.write(text)
+            stream.flush()
+            os.fsync(stream.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def _repair_tail(path: Path) -> None:
+    """Cut a last line that a kill left without its newline (it was never complete)."""
+    if not path.exists():
+        return
+    with path.open("rb+") as stream:
+        data = stream.read()
+        if data and not data.endswith(b"\n"):
+            stream.truncate(data.rfind(b"\n") + 1)
+
+
+class ResultsStore:
+    """The output folder of a run: its predictions and the grid they belong to.
+
+    The constructor only stores the folder; :meth:`open` prepares it for a run, :meth:`append`
+    adds predictions and :meth:`records` reads them back.
+    """
+
+    def __init__(self, folder: str | Path) -> None:
+        self.folder = Path(folder)
+
+    @property
+    def results_path(self) -> Path:
+        """The ``results.jsonl`` file."""
+        return self.folder / RESULTS
+
+    @property
+    def info_path(self) -> Path:
+        """The ``run.json`` file."""
+        return self.folder / RUN_INFO
+
+    def info(self) -> dict[str, Any] | None:
+        """The ``run.json`` contents, or ``None`` if the folder has none.
+
+        Raises:
+            DataError: if ``run.json`` is not valid JSON.
+        """
+        if not self.info_path.exists():
+            return None
+        try:
+            loaded: dict[str, Any] = json.loads(self.info_path.read_text(encoding="utf-8"))
+        except json.JSONDecodeError as error:
+            raise DataError(f"not valid JSON ({error.msg})", path=self.info_path) from None
+        return loaded
+
+    def open(
+        self, info: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False
+    ) -> set[tuple[str, str]]:
+        """Prepare the folder for the run described by ``info``; return the finished predictions.
+
+        ``info["grid_hash"]`` identifies the grid. A folder with results of the same grid is
+        continued; one with results of another grid is refused unless ``resume`` (keep them;
+        predictions of cells shared with this grid are reused) or ``overwrite`` (delete the
+        files in :data:`OUTPUTS`, and only those).
+
+        Returns:
+            The ``(cell id, query id)`` pairs already in ``results.jsonl``.
+
+        Raises:
+            ConfigError: if the folder holds another grid's results and neither flag is set,
+                or both flags are set.
+        """
+        if resume and overwrite:
+            raise ConfigError("--resume and --overwrite exclude each other; choose one")
+        self.folder.mkdir(parents=True, exist_ok=True)
+        previous = self.info()
+        has_results = self.results_path.exists() and self.results_path.stat().st_size > 0
+        if overwrite:
+            for name in OUTPUTS:
+                (self.folder / name).unlink(missing_ok=True)
+        elif has_results and not resume:
+            if previous is None or previous.get("grid_hash") != info["grid_hash"]:
+                what = "another experiment" if previous is None else f"{previous.get('name')!r}"
+                raise ConfigError(
+                    f"{self.folder} holds results of a different config ({what}). Fix: pass "
+                    "--resume to keep them and reuse the cells both configs share, --overwrite "
+                    "to delete them, or choose another --out folder"
+                )
+        _repair_tail(self.results_path)
+        write_atomic(self.info_path, json.dumps(dict(info), indent=2, ensure_ascii=False) + "\n")
+        return {(record["cell"], record["query"]) for record in self.records()}
+
+    def append(self, records: Sequence[Mapping[str, Any]]) -> None:
+        """Append ``records`` as JSON lines in one write, then ``fsync``."""
+        if not records:
+            return
+        data = "".join(json.dumps(record, ensure_ascii=False) + "\n" for record in records)
+        handle = os.open(self.results_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        try:
+            payload = data.encode("utf-8")
+            while payload:
+                written = os.write(handle, payload)
+                payload = payload[written:]
+            os.fsync(handle)
+        finally:
+            os.close(handle)
+
+    def records(self, cells: Iterable[str] | None = None) -> list[dict[str, Any]]:
+        """Every complete record in ``results.jsonl`` (of ``cells`` only, when given).
+
+        Raises:
+            DataError: naming the line of a record that is not valid JSON.
+        """
+        if not self.results_path.exists():
+            return []
+        wanted = set(cells) if cells is not None else None
+        found = []
+        with self.results_path.open(encoding="utf-8") as stream:
+            for number, line in enumerate(stream, start=1):
+                if not line.endswith("\n"):
+                    break  # cut short by a kill; open() removes it
+                try:
+                    record = json.loads(line)
+                except json.JSONDecodeError as error:
+                    raise DataError(
+                        f"not valid JSON ({error.msg})",
+                        path=self.results_path,
+                        line=number,
+                        fix="delete the line, or re-run with --overwrite",
+                    ) from None
+                if wanted is None or record["cell"] in wanted:
+                    found.append(record)
+        return found

@@ -1,0 +1,65 @@
+"""The experiment layer with the real bundled models: Gemma 3 270M and all-MiniLM-L6-v2."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from iclkit.cli import main
+from iclkit.experiment import load_config, plan_experiment
+
+ROOT = Path(__file__).resolve().parents[2]
+QUICKSTART = ROOT / "examples" / "quickstart.yaml"
+
+
+def test_quickstart_config_is_valid_and_dry_runs(tmp_path):
+    config = load_config(QUICKSTART)
+    plan = plan_experiment(config)
+    selectors = {cell.selector_name for cell in plan.cells}
+    assert selectors == {"zero-shot", "random", "knn"}
+    assert len(plan.data.pool) >= 200 and len(plan.data.eval) >= 100
+    result = CliRunner().invoke(main, ["run", str(QUICKSTART), "--dry-run", "--out", str(tmp_path)])
+    assert result.exit_code == 0, result.output
+    assert f"{len(plan.cells)} cells" in result.output
+
+
+@pytest.mark.slow
+def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml):
+    config = load_config(QUICKSTART).model_dump(mode="json")
+    config["data"]["eval_size"] = 3
+    config["sweep"] = [
+        {"k": 0, "backends": "local", "calibration": [False, True]},
+        {"selectors": "knn", "k": 2, "backends": "local"},
+        {"selectors": "random", "k": 2, "backends": "local", "scoring": "generate"},
+    ]
+    config["run"] = {"batch_size": 3, "max_tokens": 3}
+    path = write_yaml(tmp_path, config)
+    out = tmp_path / "out"
+    result = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--no-progress"])
+    assert result.exit_code == 0, result.output
+    records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
+    assert len(records) == 4 * 3
+    by_mode = {}
+    for record in records:
+        params = record["params"]
+        by_mode.setdefault((params["selector"] or {}).get("name", "zero"), []).append(record)
+        by_mode.setdefault(f"cal={params['calibration']}", []).append(record)
+    for record in by_mode["zero"]:
+        assert record["demos"] == []
+        assert math.isclose(sum(record["probabilities"].values()), 1.0, rel_tol=1e-6)
+    # Calibration changes the probabilities of the same zero-shot prompts.
+    calibrated = {r["query"]: r["probabilities"] for r in by_mode["cal=True"]}
+    plain = {
+        r["query"]: r["probabilities"] for r in by_mode["zero"] if not r["params"]["calibration"]
+    }
+    assert calibrated.keys() == plain.keys()
+    assert any(abs(calibrated[q]["positive"] - plain[q]["positive"]) > 1e-3 for q in plain)
+    for record in by_mode["knn"]:
+        assert len(record["demos"]) == 2 and record["prediction"] in ("negative", "positive")
+    for record in by_mode["random"]:
+        assert isinstance(record["output"], str) and record["scores"] == {}
+    summary = (out / "summary.csv").read_text().splitlines()
+    assert len(summary) == 1 + 4
+    assert "| zero-shot |" in result.output
