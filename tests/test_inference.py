@@ -129,7 +129,7 @@ def test_likelihood_classifier_with_and_without_calibration(sst2_prompts):
 def test_generation_classifier_parses_into_label_space(sst2_prompts):
     _, prompts = sst2_prompts(2)
     predictions = GenerationClassifier("local", VERBALIZER, max_tokens=3).predict(prompts)
-    assert len(predictions) == 3
+    assert len(predictions) == len(prompts) == 2
     for prediction in predictions:
         assert prediction.text is not None
         assert prediction.label == parse_answer(prediction.text, SPACE)
