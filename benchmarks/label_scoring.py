@@ -9,6 +9,7 @@ GGUF) runs on the first --echo-prompts prompts only, as it is far slower.
 """
 
 import argparse
+import contextlib
 import platform
 import time
 
@@ -41,12 +42,14 @@ def run(name, prompts, labels, url, echo_prompts):
         times["naive"] += time.perf_counter() - start
         same += argmax(a) == argmax(b)
         worst = max(worst, *(abs(x.logprob - y.logprob) for x, y in zip(a, b, strict=True)))
-    echo = OpenAIBackend(model="gemma-3-270m", base_url=url, cache=False, timeout=1200)
-    subset = prompts[:echo_prompts]
-    start = time.perf_counter()
-    echo.score(subset, [space.continuations(p.answer_prefix) for p in subset])
-    times["llama.cpp echo"] = time.perf_counter() - start
-    counts = {"shared-prefix": len(prompts), "naive": len(prompts), "llama.cpp echo": len(subset)}
+    counts = {"shared-prefix": len(prompts), "naive": len(prompts)}
+    if echo_prompts:
+        echo = OpenAIBackend(model="gemma-3-270m", base_url=url, cache=False, timeout=3000)
+        subset = prompts[:echo_prompts]
+        start = time.perf_counter()
+        echo.score(subset, [space.continuations(p.answer_prefix) for p in subset])
+        times["llama.cpp echo"] = time.perf_counter() - start
+        counts["llama.cpp echo"] = len(subset)
     rate = {path: counts[path] / seconds for path, seconds in times.items()}
     tokens = sum(len(fast._lm()[1](p.text).input_ids) for p in prompts) / len(prompts)
     print(f"\n## {name}: {len(labels)} labels, {len(prompts)} prompts, {tokens:.0f} tokens/prompt")
@@ -64,15 +67,19 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sst2", type=int, default=24, help="SST-2 dev prompts")
     parser.add_argument("--agnews", type=int, default=12, help="AG News evaluation prompts")
-    parser.add_argument("--echo-prompts", type=int, default=2, help="prompts scored by llama.cpp")
+    parser.add_argument(
+        "--echo-prompts", type=int, default=2, help="prompts scored by llama.cpp (0: skip)"
+    )
     args = parser.parse_args()
     print(
         f"machine: {platform.processor() or platform.machine()}, torch threads "
         f"{torch.get_num_threads()}, {platform.platform()}"
     )
-    with LlamaServer() as url:
-        run("SST-2", sst2_prompts(args.sst2)[1], SST2_LABELS, url, args.echo_prompts)
-        run("AG News", agnews_prompts(args.agnews)[1], AGNEWS_LABELS, url, args.echo_prompts)
+    with LlamaServer() if args.echo_prompts else contextlib.nullcontext() as url:
+        if args.sst2:
+            run("SST-2", sst2_prompts(args.sst2)[1], SST2_LABELS, url, args.echo_prompts)
+        if args.agnews:
+            run("AG News", agnews_prompts(args.agnews)[1], AGNEWS_LABELS, url, args.echo_prompts)
 
 
 if __name__ == "__main__":

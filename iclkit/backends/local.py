@@ -231,25 +231,34 @@ def _score_shared(
     tokenizer: PreTrainedTokenizerBase,
     encoded: Sequence[tuple[list[int], int]],
 ) -> list[ContinuationScore]:
-    """Shared-prefix path: the common prefix runs once, the candidates as one batch on its cache."""
+    """Shared-prefix path: the common prefix runs once, the candidates as one batch on its cache.
+
+    A candidate's last token is never fed (its log-probability comes from the position
+    before it), so single-token candidates need no forward beyond the prefix.
+    """
     import torch
 
     shared = min(start for _, start in encoded)
     head = encoded[0][0][:shared]
     prefix = model(torch.tensor([head], device=model.device), use_cache=True, logits_to_keep=1)
-    cache = prefix.past_key_values
-    tails = [ids[shared:] for ids, _ in encoded]
-    width = max(len(tail) for tail in tails)
-    pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-    # Right padding: under the causal mask no real token attends to the padding after it.
-    batch = torch.tensor(
-        [tail + [pad] * (width - len(tail)) for tail in tails], device=model.device
-    )
-    cache.batch_repeat_interleave(len(tails))
-    logits = model(batch, past_key_values=cache, use_cache=True).logits
     first = prefix.logits[0, -1:]
+    tails = [ids[shared:] for ids, _ in encoded]
+    fed = [i for i, tail in enumerate(tails) if len(tail) > 1]
+    rows: dict[int, torch.Tensor] = {}
+    if fed:
+        width = max(len(tails[i]) - 1 for i in fed)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        # Right padding: under the causal mask no real token attends to the padding after it.
+        batch = torch.tensor(
+            [tails[i][:-1] + [pad] * (width + 1 - len(tails[i])) for i in fed], device=model.device
+        )
+        cache = prefix.past_key_values
+        cache.batch_repeat_interleave(len(fed))
+        logits = model(batch, past_key_values=cache, use_cache=True).logits
+        rows = {i: logits[row, : len(tails[i]) - 1] for row, i in enumerate(fed)}
     scores = []
-    for row, (tail, (_, start)) in enumerate(zip(tails, encoded, strict=True)):
-        rows = torch.cat([first, logits[row, : len(tail) - 1]])
-        scores.append(_sum_logprobs(rows, batch[row, : len(tail)], start - shared))
+    for i, (tail, (_, start)) in enumerate(zip(tails, encoded, strict=True)):
+        predicted = torch.cat([first, rows[i]]) if i in rows else first
+        targets = torch.tensor(tail, device=model.device)
+        scores.append(_sum_logprobs(predicted, targets, start - shared))
     return scores
