@@ -1,9 +1,11 @@
 """The openai backend against a local OpenAI-compatible server (llama.cpp), end to end.
 
 Starts llama.cpp's server with the bundled Gemma 3 270M on 127.0.0.1 (needs the `server`
-extra), builds few-shot SST-2 prompts and classifies them by label log-likelihood through
-completions with echo + logprobs. Any OpenAI-compatible server works the same way: vLLM,
-Ollama or OpenAI itself, by changing `base_url` and `model`.
+extra), builds few-shot SST-2 prompts and classifies them by label log-likelihood from the
+top log-probabilities of the first answer token (exact here: both label words are one token;
+`scoring="echo"` scores any continuation but llama-cpp-python's echo path is slow). Any
+OpenAI-compatible server works the same way: vLLM, Ollama or OpenAI itself, by changing
+`base_url` and `model`.
 
 Run from the repository root:  python examples/openai_compatible_server.py
 """
@@ -41,7 +43,9 @@ prompts = builder.build_batch(list(dev))
 server = LlamaServer()  # the bundled Gemma 3 270M GGUF, on a free port
 base_url = server.start()
 try:
-    backend = OpenAIBackend(model=server.alias, base_url=base_url, cache=False, concurrency=4)
+    backend = OpenAIBackend(
+        model=server.alias, base_url=base_url, scoring="top_logprobs", cache=False, concurrency=4
+    )
     classifier = LikelihoodClassifier(backend, VERBALIZER)
     predictions = classifier.predict(prompts)
 finally:
