@@ -39,6 +39,53 @@ def test_shared_prefix_scores_equal_naive_forwards(prompts):
     assert [s.n_tokens for s in shared[0]][2] > 1
 
 
+def test_prompts_sharing_demonstrations_reuse_them_and_score_as_naive(prompts):
+    """Queries with one demonstration set, a content-free input and a repeat reuse key/values."""
+    demos = prompts[0].text[: prompts[0].text.rindex("Review:")]
+    queries = ["a gorgeous, witty film", "dull and lifeless", "N/A", "a gorgeous, witty film"]
+    batch = [
+        prompts[0].model_copy(update={"text": f"{demos}Review: {q}\nSentiment:"}) for q in queries
+    ]
+    candidates = [[" positive", " negative", " rather mixed, honestly"]] * len(batch)
+    backend = LocalBackend()
+    reused = backend.score(batch, candidates)
+    again = backend.score(batch[::-1], candidates)[::-1]  # every prompt now seen before
+    fresh = LocalBackend(prefix_cache_tokens=0).score(batch, candidates)
+    naive = LocalBackend(scoring="naive").score(batch, candidates)
+    for rows in zip(reused, again, fresh, naive, strict=True):
+        for scores in zip(*rows, strict=True):
+            assert len({s.n_tokens for s in scores}) == 1
+            assert all(s.logprob == pytest.approx(scores[3].logprob, abs=1e-4) for s in scores)
+    assert [s.logprob for s in reused[0]] == pytest.approx([s.logprob for s in reused[3]], abs=1e-5)
+
+
+def test_prefix_cache_keeps_token_budget_and_longest_match():
+    import torch
+    from transformers import DynamicCache
+
+    from iclkit.backends.prefix_cache import PrefixCache
+
+    def cache_of(n):
+        cache = DynamicCache()
+        cache.update(
+            torch.arange(n, dtype=torch.float32).view(1, 1, n, 1), torch.zeros(1, 1, n, 1), 0
+        )
+        return cache
+
+    store = PrefixCache(max_tokens=10, max_entry_tokens=8)
+    store.add([1, 2, 3, 4], cache_of(4))
+    store.add([1, 2, 9], cache_of(3))
+    store.add(list(range(9)), cache_of(9))  # too long for an entry: not stored
+    assert store.tokens == 7
+    length, cache = store.lookup([1, 2, 3, 7, 7])
+    assert length == 3 and cache is not None and cache.get_seq_length() == 3
+    assert store.lookup([5, 6]) == (0, None)
+    store.add([4, 4, 4, 4, 4], cache_of(5))  # evicts the least recently used entry ([1, 2, 9])
+    assert store.tokens == 9 and store.lookup([1, 2, 9])[0] == 2
+    with pytest.raises(ConfigError, match=">= 0"):
+        LocalBackend(prefix_cache_tokens=-1)
+
+
 def test_greedy_generation_is_deterministic_and_cut_at_stop(prompts):
     backend = LocalBackend(batch_size=2)
     first = backend.generate(prompts, max_tokens=6, stop=["\n"])

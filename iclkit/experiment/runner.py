@@ -155,6 +155,19 @@ def _batches(items: Sequence[Example], size: int) -> Iterator[Sequence[Example]]
         yield items[start : start + size]
 
 
+def _calibration_twins(cells: Sequence[Cell]) -> list[list[Cell]]:
+    """``cells`` grouped with the cells that differ from them only in calibration.
+
+    A group runs batch by batch together, so that the calibrated cell finds the key/values of
+    its queries' demonstrations still cached by the backend from the uncalibrated one (their
+    label scores are the same; only the content-free inputs are new).
+    """
+    groups: dict[str, list[Cell]] = defaultdict(list)
+    for cell in cells:
+        groups[_key(cell.model_dump(mode="json", exclude={"id", "calibration"}))].append(cell)
+    return list(groups.values())
+
+
 def _record(cell: Cell, prompt: Prompt, prediction: Prediction) -> dict[str, Any]:
     return {
         "cell": cell.id,
@@ -230,18 +243,31 @@ def run_experiment(
     ) as bar:
         for cells in by_backend.values():
             backend = backends.create(cells[0].backend)
-            for cell in cells:
-                seed = "" if cell.seed is None else f" seed={cell.seed}"
-                bar.set_postfix_str(f"{cell.selector_name} k={cell.k}{seed} {cell.label_mode}")
-                classifier = _classifier(cell, backend, prompts.formatter(cell.label_mode), config)
-                for batch in _batches(pending[cell.id], config.run.batch_size):
-                    cell_prompts = prompts.for_cell(cell, batch)
-                    predictions = classifier.predict(cell_prompts)
-                    store.append(
-                        [
-                            _record(cell, prompt, prediction)
-                            for prompt, prediction in zip(cell_prompts, predictions, strict=True)
-                        ]
-                    )
-                    bar.update(len(batch))
+            for twins in _calibration_twins(cells):
+                todo = {cell.id: {str(q.id) for q in pending[cell.id]} for cell in twins}
+                union = [
+                    query for query in queries if any(str(query.id) in t for t in todo.values())
+                ]
+                for batch in _batches(union, config.run.batch_size):
+                    for cell in twins:
+                        cell_batch = [q for q in batch if str(q.id) in todo[cell.id]]
+                        if not cell_batch:
+                            continue
+                        seed = "" if cell.seed is None else f" seed={cell.seed}"
+                        bar.set_postfix_str(
+                            f"{cell.selector_name} k={cell.k}{seed} {cell.label_mode}"
+                        )
+                        formatter = prompts.formatter(cell.label_mode)
+                        classifier = _classifier(cell, backend, formatter, config)
+                        cell_prompts = prompts.for_cell(cell, cell_batch)
+                        predictions = classifier.predict(cell_prompts)
+                        store.append(
+                            [
+                                _record(cell, prompt, prediction)
+                                for prompt, prediction in zip(
+                                    cell_prompts, predictions, strict=True
+                                )
+                            ]
+                        )
+                        bar.update(len(cell_batch))
     return render_report(store.folder)
