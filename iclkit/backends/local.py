@@ -11,20 +11,24 @@ runs only the tokens after the shared prefix.
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from iclkit.backends.base import Backend, Capabilities, ContinuationScore, check_candidates
+from iclkit.backends.label_scoring import score_naive, score_shared
 from iclkit.backends.prefix_cache import PrefixCache
 from iclkit.bundled_models import BUNDLED_LM, load_causal_lm
 from iclkit.errors import BackendError, ConfigError
 from iclkit.prompt import Prompt
 
 if TYPE_CHECKING:
-    import torch
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
 
 Scoring = Literal["shared-prefix", "naive"]
+#: Scores of this many recent (prompt, candidates) pairs are kept: scoring a prompt again
+#: (the same queries in a calibrated and an uncalibrated cell) costs no forward.
+_SCORED_ENTRIES = 8192
 
 
 class LocalBackend(Backend):
@@ -35,7 +39,8 @@ class LocalBackend(Backend):
             causal-LM folder. Nothing is downloaded.
         device: ``"cpu"``, ``"cuda"``...; CUDA when available by default.
         dtype: torch dtype name of the weights.
-        batch_size: prompts per generation batch.
+        batch_size: prompts per generation batch, and rows (a prompt, or a prompt and one
+            multi-token candidate) per batched scoring forward.
         scoring: ``"shared-prefix"`` (run the prompt once, score all candidates from its
             key/value cache) or ``"naive"`` (one full forward per candidate); both give the
             same log-likelihoods.
@@ -55,7 +60,7 @@ class LocalBackend(Backend):
         model: str | None = None,
         device: str | None = None,
         dtype: str = "float32",
-        batch_size: int = 8,
+        batch_size: int = 16,
         scoring: Scoring = "shared-prefix",
         max_length: int | None = None,
         prefix_cache_tokens: int = 16_384,
@@ -76,6 +81,9 @@ class LocalBackend(Backend):
         self.max_length = max_length
         self.prefix_cache_tokens = prefix_cache_tokens
         self._prefixes: PrefixCache | None = None
+        self._scored: OrderedDict[tuple[str, tuple[str, ...]], list[ContinuationScore]] = (
+            OrderedDict()
+        )
 
     @property
     def capabilities(self) -> Capabilities:
@@ -173,8 +181,10 @@ class LocalBackend(Backend):
 
         The continuation's tokens are those of ``tokenizer(prompt.text + candidate)`` after
         its longest common prefix with ``tokenizer(prompt.text)``, in both scoring paths.
-        Prompts run in the order of their text, so that prompts sharing a prefix run one
-        after the other and reuse its key/values; results come back in the input order.
+        The shared-prefix path batches prompts that share a prefix and reuses the key/values
+        of recent prompts (:mod:`iclkit.backends.label_scoring`); a (prompt, candidates)
+        pair scored recently by this backend is answered from memory. Results come back in
+        the input order.
 
         Raises:
             BackendError: if a candidate tokenizes to nothing, a prompt plus candidate exceeds
@@ -185,18 +195,20 @@ class LocalBackend(Backend):
 
         check_candidates(prompts, candidates)
         model, tokenizer = self._lm()
-        results: list[list[ContinuationScore]] = [[] for _ in prompts]
-        prefixes = self._prefix_cache(model)
+        keys = [(p.text, tuple(c)) for p, c in zip(prompts, candidates, strict=True)]
+        todo = list(dict.fromkeys(key for key in keys if key not in self._scored))
+        encoded = [[self._encode(tokenizer, model, text, c) for c in cands] for text, cands in todo]
         with torch.inference_mode():
-            for i in sorted(range(len(prompts)), key=lambda i: prompts[i].text):
-                encoded = [
-                    self._encode(tokenizer, model, prompts[i].text, c) for c in candidates[i]
-                ]
-                if self.scoring == "naive":
-                    results[i] = [_score_full(model, ids, start) for ids, start in encoded]
-                else:
-                    results[i] = _score_shared(model, tokenizer, encoded, prefixes)
-        return results
+            if self.scoring == "naive":
+                fresh = [score_naive(model, e) for e in encoded]
+            else:
+                pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+                prefixes = self._prefix_cache(model)
+                fresh = score_shared(model, pad, encoded, prefixes, self.batch_size)
+        self._scored.update(zip(todo, fresh, strict=True))
+        while len(self._scored) > _SCORED_ENTRIES:
+            self._scored.popitem(last=False)
+        return [self._scored[key] for key in keys]
 
     def _encode(
         self,
@@ -234,84 +246,3 @@ def _cut_at_stop(text: str, stop: Sequence[str] | None) -> str:
         if position >= 0:
             text = text[:position]
     return text
-
-
-def _sum_logprobs(logits: torch.Tensor, targets: torch.Tensor, first: int = 0) -> ContinuationScore:
-    """Sum of ``log_softmax(logits[j])[targets[j]]`` for ``j >= first``."""
-    import torch
-
-    logprobs = torch.log_softmax(logits[first:].float(), dim=-1)
-    picked = logprobs.gather(-1, targets[first:].unsqueeze(-1)).squeeze(-1)
-    return ContinuationScore(logprob=float(picked.sum()), n_tokens=int(picked.numel()))
-
-
-def _score_full(model: PreTrainedModel, ids: list[int], start: int) -> ContinuationScore:
-    """Naive path: one forward over prompt + continuation, keeping only the needed logits."""
-    import torch
-
-    tokens = torch.tensor([ids], device=model.device)
-    n_scored = len(ids) - start
-    logits = model(tokens, logits_to_keep=n_scored + 1).logits[0, :-1]
-    return _sum_logprobs(logits, tokens[0, start:])
-
-
-def _run_prefix(
-    model: PreTrainedModel, head: list[int], prefixes: PrefixCache
-) -> tuple[torch.Tensor, Any]:
-    """Logits after ``head`` and its key/value cache, reusing the longest stored prefix.
-
-    At least the last token of ``head`` always runs, for its logits.
-    """
-    import torch
-
-    reused, cache = prefixes.lookup(head)
-    seen = reused == len(head)
-    if seen and cache is not None:
-        reused -= 1
-        cache.crop(-1)
-    output = model(
-        torch.tensor([head[reused:]], device=model.device),
-        past_key_values=cache,
-        use_cache=True,
-        logits_to_keep=1,
-    )
-    if not seen:
-        prefixes.add(head, output.past_key_values)
-    return output.logits[0, -1:], output.past_key_values
-
-
-def _score_shared(
-    model: PreTrainedModel,
-    tokenizer: PreTrainedTokenizerBase,
-    encoded: Sequence[tuple[list[int], int]],
-    prefixes: PrefixCache,
-) -> list[ContinuationScore]:
-    """Shared-prefix path: the common prefix runs once, the candidates as one batch on its cache.
-
-    A candidate's last token is never fed (its log-probability comes from the position
-    before it), so single-token candidates need no forward beyond the prefix.
-    """
-    import torch
-
-    shared = min(start for _, start in encoded)
-    head = encoded[0][0][:shared]
-    first, cache = _run_prefix(model, head, prefixes)
-    tails = [ids[shared:] for ids, _ in encoded]
-    fed = [i for i, tail in enumerate(tails) if len(tail) > 1]
-    rows: dict[int, torch.Tensor] = {}
-    if fed:
-        width = max(len(tails[i]) - 1 for i in fed)
-        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
-        # Right padding: under the causal mask no real token attends to the padding after it.
-        batch = torch.tensor(
-            [tails[i][:-1] + [pad] * (width + 1 - len(tails[i])) for i in fed], device=model.device
-        )
-        cache.batch_repeat_interleave(len(fed))
-        logits = model(batch, past_key_values=cache, use_cache=True).logits
-        rows = {i: logits[row, : len(tails[i]) - 1] for row, i in enumerate(fed)}
-    scores = []
-    for i, (tail, (_, start)) in enumerate(zip(tails, encoded, strict=True)):
-        predicted = torch.cat([first, rows[i]]) if i in rows else first
-        targets = torch.tensor(tail, device=model.device)
-        scores.append(_sum_logprobs(predicted, targets, start - shared))
-    return scores

@@ -24,8 +24,11 @@ if TYPE_CHECKING:
     from transformers import Cache
 
 
-def _shared_length(a: npt.NDArray[np.int64], b: npt.NDArray[np.int64]) -> int:
-    """Length of the longest common prefix of two token id arrays."""
+def shared_length(
+    a: Sequence[int] | npt.NDArray[np.int64], b: Sequence[int] | npt.NDArray[np.int64]
+) -> int:
+    """Length of the longest common prefix of two token id sequences."""
+    a, b = np.asarray(a), np.asarray(b)
     n = min(len(a), len(b))
     differ = np.flatnonzero(a[:n] != b[:n])
     return int(differ[0]) if len(differ) else n
@@ -68,7 +71,7 @@ class PrefixCache:
         query = np.asarray(ids, dtype=np.int64)
         best_key, best = -1, 0
         for key, (stored, _) in self._entries.items():
-            shared = _shared_length(stored, query)
+            shared = shared_length(stored, query)
             if shared > best:
                 best_key, best = key, shared
         if best == 0:
