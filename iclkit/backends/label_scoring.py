@@ -7,8 +7,12 @@ Two paths compute the same numbers (to about 1e-5):
   instruction and demonstrations of one experiment cell, a query and its content-free
   calibration inputs) sit together, runs each group's shared prefix once (or takes its
   key/values from a :class:`~iclkit.backends.prefix_cache.PrefixCache`), and runs what follows
-  the prefix for the whole group as one left-padded batch on that cache. Candidates of a
-  single token need no forward of their own: they are read off the logits after the prompt.
+  the prefix for the group as left-padded batches of similar length on that cache. Candidates
+  of a single token need no forward of their own: they are read off the position after the
+  prompt. The decoder runs per group; the output projection onto the vocabulary (for a small
+  model with a large vocabulary, a read of as many weights as the whole decoder) runs once
+  for all the positions of the call. :func:`splits_cleanly` checks that a model's logits are
+  its output embedding of the decoder's last hidden state, which this needs.
 
 An *encoded* prompt is one ``(token_ids, start)`` pair per candidate: the ids of
 ``prompt + candidate`` and the index where the candidate's tokens begin.
@@ -95,6 +99,31 @@ def _groups(prepared: Sequence[_Prepared], max_rows: int) -> list[list[int]]:
     return groups
 
 
+def splits_cleanly(model: PreTrainedModel) -> bool:
+    """Whether ``model``'s logits equal :func:`_project` of its decoder's hidden states.
+
+    True for the usual causal LMs (an output embedding, optionally Gemma-style soft-capping);
+    a model with other logit processing gets the naive path instead.
+    """
+    import torch
+
+    tokens = torch.tensor([[1, 2, 3, 4]], device=model.device)
+    whole = model(tokens).logits[0]
+    split = _project(model, model.base_model(tokens).last_hidden_state[0])
+    return bool(torch.allclose(whole.float(), split.float(), atol=1e-4, rtol=1e-4))
+
+
+def _project(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
+    """Logits of the decoder's last hidden states: the output embedding, soft-capped if set."""
+    import torch
+
+    logits: torch.Tensor = model.get_output_embeddings()(hidden)
+    cap = getattr(model.config, "final_logit_softcapping", None)
+    if cap:
+        logits = torch.tanh(logits / cap) * cap
+    return logits
+
+
 def _prefix(model: PreTrainedModel, head: list[int], prefixes: PrefixCache) -> Any:
     """The key/value cache of ``head`` (``None`` when empty), reusing a stored prefix."""
     import torch
@@ -104,13 +133,12 @@ def _prefix(model: PreTrainedModel, head: list[int], prefixes: PrefixCache) -> A
     reused, cache = prefixes.lookup(head)
     if reused < len(head):
         tokens = torch.tensor([head[reused:]], device=model.device)
-        cache = model(tokens, past_key_values=cache, use_cache=True, logits_to_keep=1)
-        cache = cache.past_key_values
+        cache = model.base_model(tokens, past_key_values=cache, use_cache=True).past_key_values
         prefixes.add(head, cache)
     return cache
 
 
-def _forward(
+def _decode(
     model: PreTrainedModel,
     pad_id: int,
     rows: Sequence[list[int]],
@@ -118,7 +146,7 @@ def _forward(
     cache: Any,
     keep: int,
 ) -> torch.Tensor:
-    """The last ``keep`` logits of each row run on ``cache`` (the first ``common`` tokens).
+    """The last ``keep`` hidden states of each row, run on ``cache`` (``common`` tokens).
 
     Rows are left-padded to one width; padding is masked out and skipped in the positions.
     """
@@ -133,34 +161,63 @@ def _forward(
     )
     if cache is not None:
         cache.batch_repeat_interleave(len(rows))
-    logits: torch.Tensor = model(
+    hidden: torch.Tensor = model.base_model(
         ids,
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
         past_key_values=cache,
         use_cache=cache is not None,
-        logits_to_keep=keep,
-    ).logits
-    return logits
+    ).last_hidden_state
+    return hidden[:, -keep:]
 
 
-def _score_group(
-    model: PreTrainedModel, pad_id: int, group: Sequence[_Prepared], prefixes: PrefixCache
-) -> list[list[ContinuationScore]]:
-    """Score one group: its common prefix once, the rest as batches on its cache.
+def _buckets(rows: Sequence[list[int]], common: int, window: int | None) -> list[list[int]]:
+    """Row indices cut into batches of similar length (little padding).
 
-    Rows run as one left-padded batch, except where a sliding-window layer's window would
-    reach over the padding (it counts padded slots): there rows of one length run together.
+    A batch spans at most 1.5x its shortest row, plus 8 tokens. Where a sliding-window layer's
+    window would reach over padding (it counts padded slots), only equal lengths share one.
     """
-    import torch
+    exact = window is not None and common + max(map(len, rows)) >= window
+    buckets: list[list[int]] = []
+    for i in sorted(range(len(rows)), key=lambda i: len(rows[i])):
+        if buckets:
+            shortest = len(rows[buckets[-1][0]])
+            limit = shortest if exact else 1.5 * shortest + 8
+            if len(rows[i]) <= limit:
+                buckets[-1].append(i)
+                continue
+        buckets.append([i])
+    return buckets
 
+
+@dataclass(frozen=True)
+class _Position:
+    """Hidden states that predict one candidate's tail, waiting for the output projection."""
+
+    prompt: int
+    hidden: torch.Tensor  # (len(tail), hidden size)
+    tail: list[int]
+    skip: int
+
+
+def _decode_group(
+    model: PreTrainedModel,
+    pad_id: int,
+    indices: Sequence[int],
+    group: Sequence[_Prepared],
+    prefixes: PrefixCache,
+) -> list[_Position]:
+    """Run one group: its common prefix once, the rest in batches on its key/value cache.
+
+    The prefix's key/values stay in ``prefixes`` for later prompts that start the same way.
+    """
     first = group[0].head
     common = min(
         min(shared_length(first, p.head) for p in group), *(len(p.head) - 1 for p in group)
     )
     cache = _prefix(model, first[:common], prefixes)
     rows: list[list[int]] = []
-    needed: list[int] = []  # logits each row must return (its last positions)
+    needed: list[int] = []  # hidden states each row must return (its last positions)
     for prompt in group:
         suffix = prompt.head[common:]
         if prompt.single_token:
@@ -169,32 +226,49 @@ def _score_group(
         else:
             rows.extend(suffix + tail[:-1] for tail in prompt.tails)
             needed.extend(len(tail) for tail in prompt.tails)
-    window = getattr(model.config, "sliding_window", None)
-    if window is None or common + max(map(len, rows)) < window:
-        buckets = [list(range(len(rows)))]
-    else:
-        by_length: dict[int, list[int]] = {}
-        for i, tokens in enumerate(rows):
-            by_length.setdefault(len(tokens), []).append(i)
-        buckets = list(by_length.values())
-    logits: list[torch.Tensor] = [torch.empty(0)] * len(rows)
+    buckets = _buckets(rows, common, getattr(model.config, "sliding_window", None))
+    hidden: dict[int, torch.Tensor] = {}
     for bucket in buckets:
         own = copy.deepcopy(cache) if len(buckets) > 1 else cache
         keep = max(needed[i] for i in bucket)
-        found = _forward(model, pad_id, [rows[i] for i in bucket], common, own, keep)
+        found = _decode(model, pad_id, [rows[i] for i in bucket], common, own, keep)
         for position, i in enumerate(bucket):
-            logits[i] = found[position]
-    results: list[list[ContinuationScore]] = []
+            hidden[i] = found[position]
+    positions: list[_Position] = []
     row = 0
-    for prompt in group:
-        scores = []
+    for index, prompt in zip(indices, group, strict=True):
         for tail, skip in zip(prompt.tails, prompt.skips, strict=True):
-            predicted = logits[row][-len(tail) :]
-            targets = torch.tensor(tail, device=model.device)
-            scores.append(_sum_logprobs(predicted, targets, skip))
+            states = hidden[row][-len(tail) :]
+            positions.append(_Position(index, states, tail, skip))
             row += 0 if prompt.single_token else 1
         row += 1 if prompt.single_token else 0
-        results.append(scores)
+    return positions
+
+
+def _project_and_sum(
+    model: PreTrainedModel, positions: Sequence[_Position], n_prompts: int, chunk: int = 256
+) -> list[list[ContinuationScore]]:
+    """Log-probabilities of every waiting tail through one output projection (in chunks)."""
+    import torch
+
+    results: list[list[ContinuationScore]] = [[] for _ in range(n_prompts)]
+    if not positions:
+        return results
+    states = torch.cat([p.hidden for p in positions])
+    targets = torch.tensor([t for p in positions for t in p.tail], device=model.device)
+    picked = torch.cat(
+        [
+            torch.log_softmax(_project(model, states[i : i + chunk]).float(), dim=-1)
+            .gather(-1, targets[i : i + chunk].unsqueeze(-1))
+            .squeeze(-1)
+            for i in range(0, len(states), chunk)
+        ]
+    )
+    offset = 0
+    for p in positions:
+        mine = picked[offset + p.skip : offset + len(p.tail)]
+        results[p.prompt].append(ContinuationScore(float(mine.sum()), int(mine.numel())))
+        offset += len(p.tail)
     return results
 
 
@@ -207,13 +281,12 @@ def score_shared(
 ) -> list[list[ContinuationScore]]:
     """Score every encoded prompt, batching prompts that share a prefix (module docstring).
 
-    ``max_rows`` bounds the rows of one batched forward (a prompt whose candidates are all
-    single tokens is one row, otherwise one row per candidate). Results are in input order.
+    ``max_rows`` bounds the rows of one group (a prompt whose candidates are all single
+    tokens is one row, otherwise one row per candidate). Results are in input order.
     """
     prepared = [_Prepared.of(e) for e in encoded]
-    results: list[list[ContinuationScore]] = [[] for _ in encoded]
+    positions: list[_Position] = []
     for group in _groups(prepared, max_rows):
-        scored = _score_group(model, pad_id, [prepared[i] for i in group], prefixes)
-        for i, scores in zip(group, scored, strict=True):
-            results[i] = scores
-    return results
+        group_prompts = [prepared[i] for i in group]
+        positions.extend(_decode_group(model, pad_id, group, group_prompts, prefixes))
+    return _project_and_sum(model, positions, len(encoded))

@@ -11,12 +11,13 @@ runs only the tokens after the shared prefix.
 
 from __future__ import annotations
 
+import logging
 from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from iclkit.backends.base import Backend, Capabilities, ContinuationScore, check_candidates
-from iclkit.backends.label_scoring import score_naive, score_shared
+from iclkit.backends.label_scoring import score_naive, score_shared, splits_cleanly
 from iclkit.backends.prefix_cache import PrefixCache
 from iclkit.bundled_models import BUNDLED_LM, load_causal_lm
 from iclkit.errors import BackendError, ConfigError
@@ -24,6 +25,8 @@ from iclkit.prompt import Prompt
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger("iclkit.backends")
 
 Scoring = Literal["shared-prefix", "naive"]
 #: Scores of this many recent (prompt, candidates) pairs are kept: scoring a prompt again
@@ -60,7 +63,7 @@ class LocalBackend(Backend):
         model: str | None = None,
         device: str | None = None,
         dtype: str = "float32",
-        batch_size: int = 16,
+        batch_size: int = 32,
         scoring: Scoring = "shared-prefix",
         max_length: int | None = None,
         prefix_cache_tokens: int = 16_384,
@@ -81,6 +84,7 @@ class LocalBackend(Backend):
         self.max_length = max_length
         self.prefix_cache_tokens = prefix_cache_tokens
         self._prefixes: PrefixCache | None = None
+        self._split_checked: bool | None = None
         self._scored: OrderedDict[tuple[str, tuple[str, ...]], list[ContinuationScore]] = (
             OrderedDict()
         )
@@ -97,6 +101,18 @@ class LocalBackend(Backend):
 
     def _lm(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         return load_causal_lm(self.model, self.device, self.dtype)
+
+    def _splits(self, model: PreTrainedModel) -> bool:
+        """Whether the shared-prefix path can split this model (checked once, logged if not)."""
+        if self._split_checked is None:
+            self._split_checked = splits_cleanly(model)
+            if not self._split_checked:
+                logger.warning(
+                    "%s: logits are not the output embedding of the decoder's hidden states; "
+                    "label scoring falls back to one full forward per candidate",
+                    self.identity,
+                )
+        return self._split_checked
 
     def _prefix_cache(self, model: PreTrainedModel) -> PrefixCache:
         """The store of recent prompts' key/values, made on first use."""
@@ -199,7 +215,7 @@ class LocalBackend(Backend):
         todo = list(dict.fromkeys(key for key in keys if key not in self._scored))
         encoded = [[self._encode(tokenizer, model, text, c) for c in cands] for text, cands in todo]
         with torch.inference_mode():
-            if self.scoring == "naive":
+            if self.scoring == "naive" or not self._splits(model):
                 fresh = [score_naive(model, e) for e in encoded]
             else:
                 pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0

@@ -158,14 +158,16 @@ def _batches(items: Sequence[Example], size: int) -> Iterator[Sequence[Example]]
 def _calibration_twins(cells: Sequence[Cell]) -> list[list[Cell]]:
     """``cells`` grouped with the cells that differ from them only in calibration.
 
-    A group runs batch by batch together, so that the calibrated cell finds the key/values of
-    its queries' demonstrations still cached by the backend from the uncalibrated one (their
-    label scores are the same; only the content-free inputs are new).
+    A group runs batch by batch together, the calibrated cell first: it scores each query with
+    its content-free inputs in one backend call (see
+    :func:`~iclkit.inference.calibration.score_with_bias`), and the uncalibrated cell's scores
+    of the same prompts are then answered by the backend from memory.
     """
     groups: dict[str, list[Cell]] = defaultdict(list)
     for cell in cells:
         groups[_key(cell.model_dump(mode="json", exclude={"id", "calibration"}))].append(cell)
-    return list(groups.values())
+    # Calibrated first: its queries and their content-free inputs go to the backend together.
+    return [sorted(group, key=lambda cell: not cell.calibration) for group in groups.values()]
 
 
 def _record(cell: Cell, prompt: Prompt, prediction: Prediction) -> dict[str, Any]:

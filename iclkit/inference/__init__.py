@@ -27,7 +27,8 @@ The pieces:
   ``scores`` (raw :class:`ContinuationScore` per label), ``text`` (generation);
   :func:`accuracy` compares predictions with gold labels.
 * Building blocks: :func:`label_probabilities`, :func:`content_free_prompts`,
-  :func:`contextual_bias`, :func:`calibrate`, :data:`CONTENT_FREE`.
+  :func:`contextual_bias`, :func:`score_with_bias`, :func:`calibrate`,
+  :data:`CONTENT_FREE`.
 
 Backends are given as instances, registered names or ``{"name": ..., **options}`` mappings
 (``{"name": "openai", "base_url": ..., "model": ...}``).
@@ -40,6 +41,7 @@ from iclkit.inference.calibration import (
     content_free_prompts,
     contextual_bias,
     label_probabilities,
+    score_with_bias,
 )
 from iclkit.inference.classify import GenerationClassifier, LikelihoodClassifier
 from iclkit.inference.labels import LabelSpace, LabelSpec
@@ -60,4 +62,5 @@ __all__ = [
     "contextual_bias",
     "label_probabilities",
     "parse_answer",
+    "score_with_bias",
 ]

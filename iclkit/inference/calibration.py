@@ -78,6 +78,38 @@ def content_free_prompts(
     ]
 
 
+def _score_unique(
+    backend: Backend, prompts: Sequence[Prompt], space: LabelSpace
+) -> dict[tuple[str, str], list[ContinuationScore]]:
+    """Label scores of the distinct prompts among ``prompts``, from one backend call."""
+    unique: dict[tuple[str, str], Prompt] = {}
+    for prompt in prompts:
+        unique.setdefault((prompt.text, prompt.answer_prefix), prompt)
+    keys = list(unique)
+    scored = backend.score(
+        [unique[k] for k in keys], [space.continuations(unique[k].answer_prefix) for k in keys]
+    )
+    return dict(zip(keys, scored, strict=True))
+
+
+def _bias(
+    groups: Sequence[Sequence[Prompt]],
+    scored: dict[tuple[str, str], list[ContinuationScore]],
+    method: Method,
+) -> npt.NDArray[np.float64]:
+    """Mean label probabilities over each group of content-free prompts."""
+    keys = list(dict.fromkeys((cf.text, cf.answer_prefix) for group in groups for cf in group))
+    probabilities = dict(
+        zip(keys, label_probabilities([scored[k] for k in keys], method), strict=True)
+    )
+    return np.array(
+        [
+            np.mean([probabilities[(cf.text, cf.answer_prefix)] for cf in group], axis=0)
+            for group in groups
+        ]
+    )
+
+
 def contextual_bias(
     backend: Backend,
     prompts: Sequence[Prompt],
@@ -95,22 +127,32 @@ def contextual_bias(
         BackendError: if the backend cannot score.
         ConfigError: for an unknown ``method`` or empty ``content_free``.
     """
-    per_prompt = [content_free_prompts(p, formatter, content_free) for p in prompts]
-    unique: dict[tuple[str, str], Prompt] = {}
-    for group in per_prompt:
-        for cf in group:
-            unique.setdefault((cf.text, cf.answer_prefix), cf)
-    keys = list(unique)
-    scored = backend.score(
-        [unique[k] for k in keys], [space.continuations(unique[k].answer_prefix) for k in keys]
-    )
-    probabilities = dict(zip(keys, label_probabilities(scored, method), strict=True))
-    return np.array(
-        [
-            np.mean([probabilities[(cf.text, cf.answer_prefix)] for cf in group], axis=0)
-            for group in per_prompt
-        ]
-    )
+    groups = [content_free_prompts(p, formatter, content_free) for p in prompts]
+    scored = _score_unique(backend, [cf for group in groups for cf in group], space)
+    return _bias(groups, scored, method)
+
+
+def score_with_bias(
+    backend: Backend,
+    prompts: Sequence[Prompt],
+    space: LabelSpace,
+    formatter: Formatter,
+    method: Method = "acc",
+    content_free: Sequence[str] = CONTENT_FREE,
+) -> tuple[list[list[ContinuationScore]], npt.NDArray[np.float64]]:
+    """The label scores of ``prompts`` and their :func:`contextual_bias`, in one backend call.
+
+    Sending a query and its content-free inputs together lets a backend run their shared
+    instruction and demonstrations once (the ``local`` backend does).
+
+    Raises:
+        BackendError: if the backend cannot score.
+        ConfigError: for an unknown ``method`` or empty ``content_free``.
+    """
+    groups = [content_free_prompts(p, formatter, content_free) for p in prompts]
+    scored = _score_unique(backend, [*prompts, *(cf for group in groups for cf in group)], space)
+    scores = [scored[(p.text, p.answer_prefix)] for p in prompts]
+    return scores, _bias(groups, scored, method)
 
 
 def calibrate(

@@ -14,8 +14,8 @@ from iclkit.inference.calibration import (
     CONTENT_FREE,
     Method,
     calibrate,
-    contextual_bias,
     label_probabilities,
+    score_with_bias,
 )
 from iclkit.inference.labels import LabelSpace, LabelSpec
 from iclkit.inference.parsing import parse_answer
@@ -101,13 +101,14 @@ class LikelihoodClassifier:
             formatter = formatters.create(self.formatter)
         predictions: list[Prediction] = []
         for chunk in _chunks(prompts, "scoring labels"):
-            scores = backend.score(chunk, [space.continuations(p.answer_prefix) for p in chunk])
-            probabilities = label_probabilities(scores, self.method)
-            if formatter is not None:
-                bias = contextual_bias(
+            if formatter is None:
+                scores = backend.score(chunk, [space.continuations(p.answer_prefix) for p in chunk])
+                probabilities = label_probabilities(scores, self.method)
+            else:
+                scores, bias = score_with_bias(
                     backend, chunk, space, formatter, self.method, self.content_free
                 )
-                probabilities = calibrate(probabilities, bias)
+                probabilities = calibrate(label_probabilities(scores, self.method), bias)
             for row, row_scores in zip(probabilities, scores, strict=True):
                 predictions.append(
                     Prediction(
