@@ -238,6 +238,10 @@ ICLKIT = Path(sys.executable).with_name("iclkit")
 PATIENCE = 1200
 
 
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 @contextmanager
 def _iclkit_run(config_path: Path, out: Path, log: Path) -> Iterator[subprocess.Popen]:
     """``iclkit run CONFIG --out OUT`` in a new process, killed if still running at the end.
@@ -252,6 +256,9 @@ def _iclkit_run(config_path: Path, out: Path, log: Path) -> Iterator[subprocess.
             cwd=ROOT,
             stdout=output,
             stderr=subprocess.STDOUT,
+            # Ctrl-C must reach it even when the tests run as a background job, whose
+            # children inherit an ignored SIGINT (then Python installs no handler).
+            preexec_fn=_default_sigint,
         )
         try:
             yield process
