@@ -31,7 +31,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path, config_dict, w
     ("change", "key", "fragments"),
     [
         ({"selectors": ["knnn"]}, "sweep.selectors[0]", ["'knnn'", "allowed:", "random"]),
-        ({"backends": ["nope"]}, "sweep.backends[0]", ["'nope'", "allowed:", "counting"]),
+        ({"backends": ["nope"]}, "sweep.backends[0]", ["'nope'", "allowed:", "local"]),
         ({"orderers": [{"name": "sideways"}]}, "sweep.orderers[0]", ["'sideways'", "reverse"]),
         (
             {"label_modes": ["gold", "inverted"]},
@@ -47,7 +47,7 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path, config_dict, w
 def test_bad_sweep_values_name_the_key_value_and_allowed(
     tmp_path, change, key, fragments, config_dict, write_yaml
 ):
-    raw = config_dict(sweep={"backends": "counting", **change})
+    raw = config_dict(sweep={"backends": "local", **change})
     with pytest.raises(ConfigError) as caught:
         load_config(write_yaml(tmp_path, raw))
     message = str(caught.value)
@@ -58,7 +58,7 @@ def test_bad_sweep_values_name_the_key_value_and_allowed(
 
 
 def test_every_problem_is_listed_once(tmp_path, config_dict):
-    raw = config_dict(sweep=[{"backends": "counting"}, {"selectors": "x", "backends": "y"}])
+    raw = config_dict(sweep=[{"backends": "local"}, {"selectors": "x", "backends": "y"}])
     raw["data"] = {**raw["data"], "eval_size": 0}
     with pytest.raises(ConfigError) as caught:
         validate_config(raw)
@@ -85,7 +85,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 def test_unrelated_mode_needs_a_word_per_label(config_dict):
     raw = config_dict(
-        sweep={"backends": "counting", "label_modes": "unrelated"},
+        sweep={"backends": "local", "label_modes": "unrelated"},
         run={"unrelated_labels": ["foo"]},
     )
     with pytest.raises(ConfigError, match=r"needs 2 distinct run\.unrelated_labels"):
@@ -125,7 +125,7 @@ def test_empty_evaluation_input(tmp_path, config_dict):
 
 
 def test_k_larger_than_the_pool(config_dict):
-    raw = config_dict(sweep={"backends": "counting", "k": [2, 50]})
+    raw = config_dict(sweep={"backends": "local", "k": [2, 50]})
     raw["data"] = {**raw["data"], "pool_size": 10}
     with pytest.raises(ConfigError, match=r"sweep\.k: k=50 is larger than the pool \(10 examples"):
         plan_experiment(validate_config(raw))
@@ -192,7 +192,7 @@ def test_csv_and_dataset_folder_inputs(tmp_path, config_dict):
 
 
 def test_unknown_component_options_fail_when_the_config_is_read(config_dict):
-    raw = config_dict(sweep={"backends": "counting", "selectors": [{"name": "mmr", "lamda": 0.5}]})
+    raw = config_dict(sweep={"backends": "local", "selectors": [{"name": "mmr", "lamda": 0.5}]})
     with pytest.raises(ConfigError) as caught:
         validate_config(raw)
     message = str(caught.value)

@@ -26,7 +26,7 @@ def test_quickstart_config_is_valid_and_dry_runs(tmp_path):
 
 
 @pytest.mark.slow
-def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml):
+def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml, single_thread):
     config = load_config(QUICKSTART).model_dump(mode="json")
     config["data"]["eval_size"] = 3
     config["sweep"] = [
