@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypedDict
 
 from pydantic import ValidationError
 
@@ -19,6 +19,18 @@ FieldSpec = str | Sequence[str]
 #: another name, or ``None``), the line or record number, and the word for it (``"line"``
 #: when ``source`` is a file, else for example ``"record"``).
 Where = tuple[str | None, int | None, str]
+
+
+class FieldOptions(TypedDict, total=False):
+    """The field-mapping keywords every :class:`~iclkit.pool.Pool` loader takes.
+
+    ``input_fields`` (default ``"text"``), ``output_field`` (default ``"label"``) and
+    ``id_field`` (default ``"id"``), as in :meth:`FieldMap.of`.
+    """
+
+    input_fields: FieldSpec
+    output_field: str
+    id_field: str
 
 
 def _is_missing(value: Any) -> bool:

@@ -10,11 +10,12 @@ from typing import TYPE_CHECKING, Any, overload
 
 from iclkit.errors import DataError
 from iclkit.example import Example
-from iclkit.field_map import FieldMap, FieldSpec
+from iclkit.field_map import FieldMap, FieldOptions, FieldSpec
 
 if TYPE_CHECKING:
     import pandas as pd
     from datasets import Dataset
+    from typing_extensions import Unpack
 
 #: Records with their line (in a file) or record number, as the loaders read them.
 NumberedRows = Iterable[tuple[int, Mapping[str, Any] | Example]]
@@ -127,124 +128,127 @@ class Pool(Sequence[Example]):
         cls,
         records: Iterable[Mapping[str, Any] | Example],
         *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
         source: str | None = None,
+        **fields: Unpack[FieldOptions],
     ) -> Pool:
         """Build a pool from dicts (mapped through the field names) or ready :class:`Example` s.
+
+        Args:
+            records: mappings (read through the field mapping) or :class:`Example` s.
+            source: a name for the records in messages, such as the file they came from.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: on an empty pool, a missing field (naming record and field) or a
                 duplicate id.
         """
-        fields = FieldMap.of(input_fields, output_field, id_field)
-        return cls._from_rows(_numbered(records), fields, source=source, unit="record")
+        return cls._from_rows(
+            _numbered(records), FieldMap.of(**fields), source=source, unit="record"
+        )
 
     @classmethod
-    def from_jsonl(
-        cls,
-        path: str | Path,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def from_jsonl(cls, path: str | Path, **fields: Unpack[FieldOptions]) -> Pool:
         """Read a JSON-lines file: one JSON object per line; blank lines are skipped.
+
+        Args:
+            path: the ``.jsonl`` file.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: naming the file and line of a line that is not a JSON object, or of a
                 record that lacks a field.
             FileNotFoundError: if the file does not exist.
         """
-        fields = FieldMap.of(input_fields, output_field, id_field)
-        return cls._from_rows(_jsonl_rows(Path(path)), fields, source=str(path), unit="line")
+        return cls._from_rows(
+            _jsonl_rows(Path(path)), FieldMap.of(**fields), source=str(path), unit="line"
+        )
 
     @classmethod
     def from_csv(
         cls,
         path: str | Path,
         *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
         delimiter: str = ",",
+        **fields: Unpack[FieldOptions],
     ) -> Pool:
-        """Read a CSV file with a header row (use ``delimiter="\\t"`` for TSV).
+        """Read a CSV file with a header row (a TSV file with ``delimiter="\\t"``).
+
+        Args:
+            path: the CSV file.
+            delimiter: the column separator (``"\\t"`` for TSV).
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: naming the file and line of a row that lacks a field.
             FileNotFoundError: if the file does not exist.
         """
-        fields = FieldMap.of(input_fields, output_field, id_field)
         rows = _csv_rows(Path(path), delimiter)
-        return cls._from_rows(rows, fields, source=str(path), unit="line")
+        return cls._from_rows(rows, FieldMap.of(**fields), source=str(path), unit="line")
 
     @classmethod
-    def from_pandas(
-        cls,
-        frame: pd.DataFrame,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def from_pandas(cls, frame: pd.DataFrame, **fields: Unpack[FieldOptions]) -> Pool:
         """Build a pool from a pandas DataFrame, one row per example (NaN counts as missing).
+
+        Args:
+            frame: the DataFrame.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: naming the row of a missing field, an empty frame or a duplicate id.
         """
-        fields = FieldMap.of(input_fields, output_field, id_field)
         records = [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
-        return cls._from_rows(_numbered(records), fields, source="DataFrame", unit="record")
+        return cls._from_rows(
+            _numbered(records), FieldMap.of(**fields), source="DataFrame", unit="record"
+        )
 
     @classmethod
-    def from_hf(
-        cls,
-        dataset: Dataset,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def from_hf(cls, dataset: Dataset, **fields: Unpack[FieldOptions]) -> Pool:
         """Build a pool from a Hugging Face ``datasets.Dataset`` (already loaded, no download).
 
         Class-label columns keep their integer values as labels; map them to words with the
         formatter's verbalizer.
 
+        Args:
+            dataset: the dataset.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
+
         Raises:
             DataError: naming the row of a missing field, an empty dataset or a duplicate id.
         """
-        fields = FieldMap.of(input_fields, output_field, id_field)
-        return cls._from_rows(_numbered(dataset), fields, source="Dataset", unit="record")
+        return cls._from_rows(
+            _numbered(dataset), FieldMap.of(**fields), source="Dataset", unit="record"
+        )
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def load(cls, path: str | Path, **fields: Unpack[FieldOptions]) -> Pool:
         """Load a pool from a ``.jsonl``/``.json``, ``.csv``, ``.tsv`` file or a dataset folder.
 
         A folder is read with ``datasets.load_from_disk`` (a dataset saved with
         ``save_to_disk``).
+
+        Args:
+            path: the file or dataset folder.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: for an unsupported suffix or any error of the specific reader.
             FileNotFoundError: if the path does not exist.
         """
         path = Path(path)
-        fields = FieldMap.of(input_fields, output_field, id_field)
+        mapping = FieldMap.of(**fields)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
         if path.is_dir():
             from datasets import load_from_disk
 
             dataset = load_from_disk(str(path))
-            return cls._from_rows(_numbered(dataset), fields, source=str(path), unit="record")
+            return cls._from_rows(_numbered(dataset), mapping, source=str(path), unit="record")
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json", ".ndjson"):
             rows = _jsonl_rows(path)
@@ -256,7 +260,7 @@ class Pool(Sequence[Example]):
                 path=path,
                 fix="use .jsonl, .csv, .tsv, or a folder saved by datasets' save_to_disk",
             )
-        return cls._from_rows(rows, fields, source=str(path), unit="line")
+        return cls._from_rows(rows, mapping, source=str(path), unit="line")
 
     @classmethod
     def _from_rows(
