@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from iclkit.errors import ConfigError, NotFittedError, SelectionError, TokenBudgetError
+from iclkit.errors import NotFittedError, SelectionError, TokenBudgetError
 from iclkit.example import Example
 from iclkit.formatters.base import Formatter
 from iclkit.orderers.base import Orderer
@@ -13,6 +13,7 @@ from iclkit.pool import Pool
 from iclkit.prompt import Demonstration, Prompt
 from iclkit.registry import formatters, orderers, selectors
 from iclkit.selectors.base import Selection, Selector
+from iclkit.validation import check_int
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -28,14 +29,6 @@ def whitespace_length(text: str) -> int:
     :class:`PromptBuilder` for a model's real token count.
     """
     return len(text.split())
-
-
-def _non_negative_int(name: str, value: Any, *, allow_none: bool = False) -> Any:
-    if value is None and allow_none:
-        return value
-    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-        raise ConfigError(f"{name} must be a non-negative integer, got {value!r}")
-    return value
 
 
 class PromptBuilder:
@@ -70,9 +63,9 @@ class PromptBuilder:
         self.selector = selector
         self.orderer = orderer
         self.formatter = formatter
-        self.k = _non_negative_int("k", k)
+        self.k = check_int("k", k)
         self.instruction = instruction
-        self.token_budget = _non_negative_int("token_budget", token_budget, allow_none=True)
+        self.token_budget = check_int("token_budget", token_budget, allow_none=True)
         self.length_fn = length_fn
         self.allow_fewer = allow_fewer
 

@@ -4,32 +4,56 @@ from __future__ import annotations
 
 import csv
 import json
-import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
 
-from pydantic import ValidationError
-
 from iclkit.errors import DataError
 from iclkit.example import Example
+from iclkit.field_map import FieldMap, FieldOptions, FieldSpec
 
 if TYPE_CHECKING:
     import pandas as pd
     from datasets import Dataset
+    from typing_extensions import Unpack
 
-FieldSpec = str | Sequence[str]
-
-
-def _as_field_list(input_fields: FieldSpec) -> tuple[str, ...]:
-    fields = (input_fields,) if isinstance(input_fields, str) else tuple(input_fields)
-    if not fields:
-        raise DataError("input_fields is empty", fix="name at least one input field")
-    return fields
+#: Records with their line (in a file) or record number, as the loaders read them.
+NumberedRows = Iterable[tuple[int, Mapping[str, Any] | Example]]
 
 
-def _is_missing(value: Any) -> bool:
-    return value is None or (isinstance(value, float) and math.isnan(value))
+def _numbered(records: Iterable[Mapping[str, Any] | Example]) -> NumberedRows:
+    return enumerate(records, start=1)
+
+
+def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    with path.open(encoding="utf-8") as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise DataError(
+                    f"not valid JSON ({error.msg} at column {error.colno})",
+                    path=path,
+                    line=number,
+                    fix="write one JSON object per line",
+                ) from None
+            if not isinstance(record, dict):
+                raise DataError(
+                    f"expected a JSON object, got {type(record).__name__}",
+                    path=path,
+                    line=number,
+                    fix="write one JSON object per line",
+                )
+            yield number, record
+
+
+def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    with path.open(encoding="utf-8", newline="") as handle:
+        reader = csv.DictReader(handle, delimiter=delimiter)
+        for row in reader:
+            yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
 
 
 class Pool(Sequence[Example]):
@@ -37,9 +61,12 @@ class Pool(Sequence[Example]):
 
     Build one from records with :meth:`from_records`, or from a file, DataFrame or Hugging Face
     dataset with :meth:`load`, :meth:`from_jsonl`, :meth:`from_csv`, :meth:`from_pandas` or
-    :meth:`from_hf`. ``input_fields`` name the record fields that form the input (default
-    ``text``) and ``output_field`` the label (default ``label``), the Hugging Face
-    classification convention. A record's ``id`` field, when present, becomes the example id.
+    :meth:`from_hf`. Every loader takes the same field mapping (a
+    :class:`~iclkit.field_map.FieldMap`): ``input_fields`` name the record fields that form the
+    input (default ``text``), ``output_field`` the label (default ``label``) and ``id_field``
+    the example id (default ``id``; optional in the records), the Hugging Face classification
+    convention. The pool keeps its mapping in :attr:`field_map` and reads queries given as
+    records (:meth:`to_query`) through it.
 
     Raises:
         DataError: if the pool is empty, a record lacks a field, or two examples share an id.
@@ -52,10 +79,10 @@ class Pool(Sequence[Example]):
         input_fields: FieldSpec = ("text",),
         output_field: str = "label",
         source: str | None = None,
+        id_field: str = "id",
     ) -> None:
         self._examples: tuple[Example, ...] = tuple(examples)
-        self.input_fields = _as_field_list(input_fields)
-        self.output_field = output_field
+        self.field_map = FieldMap.of(input_fields, output_field, id_field)
         self.source = source
         where = source or "pool"
         if not self._examples:
@@ -77,12 +104,22 @@ class Pool(Sequence[Example]):
                     raise DataError(
                         f"{where}: duplicate id {example.id!r} at examples {seen[example.id]} "
                         f"and {index}",
-                        field="id",
+                        field=id_field,
                         fix="make every id unique, or drop the id field",
                     )
                 seen[example.id] = index
             self._by_text.setdefault(example.text, []).append(index)
         self._by_id = seen
+
+    @property
+    def input_fields(self) -> tuple[str, ...]:
+        """The record fields that form an example's input."""
+        return self.field_map.input_fields
+
+    @property
+    def output_field(self) -> str:
+        """The record field that holds the label."""
+        return self.field_map.output_field
 
     # -- construction ---------------------------------------------------------------------------
 
@@ -91,75 +128,41 @@ class Pool(Sequence[Example]):
         cls,
         records: Iterable[Mapping[str, Any] | Example],
         *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
         source: str | None = None,
+        **fields: Unpack[FieldOptions],
     ) -> Pool:
         """Build a pool from dicts (mapped through the field names) or ready :class:`Example` s.
+
+        Args:
+            records: mappings (read through the field mapping) or :class:`Example` s.
+            source: a name for the records in messages, such as the file they came from.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: on an empty pool, a missing field (naming record and field) or a
                 duplicate id.
         """
-        numbered = ((number, record) for number, record in enumerate(records, start=1))
-        return cls._from_numbered(
-            numbered,
-            input_fields=input_fields,
-            output_field=output_field,
-            id_field=id_field,
-            source=source,
-            unit="record",
+        return cls._from_rows(
+            _numbered(records), FieldMap.of(**fields), source=source, unit="record"
         )
 
     @classmethod
-    def from_jsonl(
-        cls,
-        path: str | Path,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def from_jsonl(cls, path: str | Path, **fields: Unpack[FieldOptions]) -> Pool:
         """Read a JSON-lines file: one JSON object per line; blank lines are skipped.
+
+        Args:
+            path: the ``.jsonl`` file.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: naming the file and line of a line that is not a JSON object, or of a
                 record that lacks a field.
             FileNotFoundError: if the file does not exist.
         """
-        path = Path(path)
-
-        def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
-            with path.open(encoding="utf-8") as handle:
-                for number, line in enumerate(handle, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        record = json.loads(line)
-                    except json.JSONDecodeError as error:
-                        raise DataError(
-                            f"not valid JSON ({error.msg} at column {error.colno})",
-                            path=path,
-                            line=number,
-                            fix="write one JSON object per line",
-                        ) from None
-                    if not isinstance(record, dict):
-                        raise DataError(
-                            f"expected a JSON object, got {type(record).__name__}",
-                            path=path,
-                            line=number,
-                            fix="write one JSON object per line",
-                        )
-                    yield number, record
-
-        return cls._from_numbered(
-            rows(),
-            input_fields=input_fields,
-            output_field=output_field,
-            id_field=id_field,
-            source=str(path),
-            unit="line",
+        return cls._from_rows(
+            _jsonl_rows(Path(path)), FieldMap.of(**fields), source=str(path), unit="line"
         )
 
     @classmethod
@@ -167,150 +170,116 @@ class Pool(Sequence[Example]):
         cls,
         path: str | Path,
         *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
         delimiter: str = ",",
+        **fields: Unpack[FieldOptions],
     ) -> Pool:
-        """Read a CSV file with a header row (use ``delimiter="\\t"`` for TSV).
+        """Read a CSV file with a header row (a TSV file with ``delimiter="\\t"``).
+
+        Args:
+            path: the CSV file.
+            delimiter: the column separator (``"\\t"`` for TSV).
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: naming the file and line of a row that lacks a field.
             FileNotFoundError: if the file does not exist.
         """
-        path = Path(path)
-
-        def rows() -> Iterator[tuple[int, Mapping[str, Any]]]:
-            with path.open(encoding="utf-8", newline="") as handle:
-                reader = csv.DictReader(handle, delimiter=delimiter)
-                for row in reader:
-                    yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
-
-        return cls._from_numbered(
-            rows(),
-            input_fields=input_fields,
-            output_field=output_field,
-            id_field=id_field,
-            source=str(path),
-            unit="line",
-        )
+        rows = _csv_rows(Path(path), delimiter)
+        return cls._from_rows(rows, FieldMap.of(**fields), source=str(path), unit="line")
 
     @classmethod
-    def from_pandas(
-        cls,
-        frame: pd.DataFrame,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def from_pandas(cls, frame: pd.DataFrame, **fields: Unpack[FieldOptions]) -> Pool:
         """Build a pool from a pandas DataFrame, one row per example (NaN counts as missing).
+
+        Args:
+            frame: the DataFrame.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: naming the row of a missing field, an empty frame or a duplicate id.
         """
         records = [{str(k): v for k, v in row.items()} for row in frame.to_dict(orient="records")]
-        return cls.from_records(
-            records,
-            input_fields=input_fields,
-            output_field=output_field,
-            id_field=id_field,
-            source="DataFrame",
+        return cls._from_rows(
+            _numbered(records), FieldMap.of(**fields), source="DataFrame", unit="record"
         )
 
     @classmethod
-    def from_hf(
-        cls,
-        dataset: Dataset,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def from_hf(cls, dataset: Dataset, **fields: Unpack[FieldOptions]) -> Pool:
         """Build a pool from a Hugging Face ``datasets.Dataset`` (already loaded, no download).
 
         Class-label columns keep their integer values as labels; map them to words with the
         formatter's verbalizer.
 
+        Args:
+            dataset: the dataset.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
+
         Raises:
             DataError: naming the row of a missing field, an empty dataset or a duplicate id.
         """
-        return cls.from_records(
-            iter(dataset),
-            input_fields=input_fields,
-            output_field=output_field,
-            id_field=id_field,
-            source="Dataset",
+        return cls._from_rows(
+            _numbered(dataset), FieldMap.of(**fields), source="Dataset", unit="record"
         )
 
     @classmethod
-    def load(
-        cls,
-        path: str | Path,
-        *,
-        input_fields: FieldSpec = "text",
-        output_field: str = "label",
-        id_field: str = "id",
-    ) -> Pool:
+    def load(cls, path: str | Path, **fields: Unpack[FieldOptions]) -> Pool:
         """Load a pool from a ``.jsonl``/``.json``, ``.csv``, ``.tsv`` file or a dataset folder.
 
         A folder is read with ``datasets.load_from_disk`` (a dataset saved with
         ``save_to_disk``).
+
+        Args:
+            path: the file or dataset folder.
+            **fields: the field mapping, ``input_fields``, ``output_field`` and ``id_field``
+                (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
             DataError: for an unsupported suffix or any error of the specific reader.
             FileNotFoundError: if the path does not exist.
         """
         path = Path(path)
-        mapping: dict[str, Any] = {
-            "input_fields": input_fields,
-            "output_field": output_field,
-            "id_field": id_field,
-        }
+        mapping = FieldMap.of(**fields)
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
         if path.is_dir():
             from datasets import load_from_disk
 
-            return cls.from_hf(load_from_disk(str(path)), **mapping)
+            dataset = load_from_disk(str(path))
+            return cls._from_rows(_numbered(dataset), mapping, source=str(path), unit="record")
         suffix = path.suffix.lower()
         if suffix in (".jsonl", ".json", ".ndjson"):
-            return cls.from_jsonl(path, **mapping)
-        if suffix in (".csv", ".tsv"):
-            return cls.from_csv(path, delimiter="\t" if suffix == ".tsv" else ",", **mapping)
-        raise DataError(
-            f"unsupported file type {suffix!r}",
-            path=path,
-            fix="use .jsonl, .csv, .tsv, or a folder saved by datasets' save_to_disk",
-        )
+            rows = _jsonl_rows(path)
+        elif suffix in (".csv", ".tsv"):
+            rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+        else:
+            raise DataError(
+                f"unsupported file type {suffix!r}",
+                path=path,
+                fix="use .jsonl, .csv, .tsv, or a folder saved by datasets' save_to_disk",
+            )
+        return cls._from_rows(rows, mapping, source=str(path), unit="line")
 
     @classmethod
-    def _from_numbered(
-        cls,
-        rows: Iterable[tuple[int, Mapping[str, Any] | Example]],
-        *,
-        input_fields: FieldSpec,
-        output_field: str,
-        id_field: str,
-        source: str | None,
-        unit: str,
+    def _from_rows(
+        cls, rows: NumberedRows, fields: FieldMap, *, source: str | None, unit: str
     ) -> Pool:
-        fields = _as_field_list(input_fields)
-        examples = []
-        for number, row in rows:
-            if isinstance(row, Example):
-                examples.append(row)
-                continue
-            examples.append(
-                record_to_example(
-                    row,
-                    input_fields=fields,
-                    output_field=output_field,
-                    id_field=id_field,
-                    where=(source, number, unit),
-                )
-            )
-        return cls(examples, input_fields=fields, output_field=output_field, source=source)
+        """The pool of ``rows``: records mapped through ``fields``, examples kept as they are."""
+        examples = [
+            row
+            if isinstance(row, Example)
+            else fields.to_example(row, where=(source, number, unit))
+            for number, row in rows
+        ]
+        return cls(
+            examples,
+            input_fields=fields.input_fields,
+            output_field=fields.output_field,
+            id_field=fields.id_field,
+            source=source,
+        )
 
     # -- access ---------------------------------------------------------------------------------
 
@@ -369,60 +338,6 @@ class Pool(Sequence[Example]):
                     fix="give the query as a mapping of those fields",
                 )
             return Example(input={self.input_fields[0]: query})
-        return record_to_example(
-            query,
-            input_fields=self.input_fields,
-            output_field=self.output_field,
-            id_field="id",
-            where=("query", None, "record"),
-            require_output=False,
+        return self.field_map.to_example(
+            query, where=("query", None, "record"), require_output=False
         )
-
-
-def record_to_example(
-    record: Mapping[str, Any],
-    *,
-    input_fields: Sequence[str],
-    output_field: str,
-    id_field: str,
-    where: tuple[str | None, int | None, str],
-    require_output: bool = True,
-) -> Example:
-    """Map one record to an :class:`Example` through the field names.
-
-    ``where`` is ``(source, number, unit)`` for messages: the file (or ``None``), the line or
-    record number and the word for it. Fields not named become metadata.
-
-    Raises:
-        DataError: if an input field (or, when required, the output field) is missing, naming
-            the place, the field, the fields the record has, and the fix.
-    """
-    source, number, unit = where
-    path = source if unit == "line" else None
-    line = number if unit == "line" else None
-    prefix = "" if unit == "line" else f"{source or 'data'}: {unit} {number}: "
-    available = ", ".join(sorted(record)) or "(none)"
-    wanted = list(input_fields) + ([output_field] if require_output else [])
-    for name in wanted:
-        if name not in record or _is_missing(record[name]):
-            option = "--output-field" if name == output_field else "--input-field"
-            raise DataError(
-                f"{prefix}missing field {name!r}; the record has: {available}",
-                path=path,
-                line=line,
-                field=name,
-                fix=f"map the right field with {option} (input_fields/output_field in Python)",
-            )
-    inputs = {name: str(record[name]) for name in input_fields}
-    output = record.get(output_field)
-    raw_id = record.get(id_field)
-    used = {*input_fields, output_field, id_field}
-    try:
-        return Example(
-            input=inputs,
-            output=None if _is_missing(output) else str(output),
-            id=None if _is_missing(raw_id) else str(raw_id),
-            metadata={k: v for k, v in record.items() if k not in used},
-        )
-    except ValidationError as error:
-        raise DataError(f"{prefix}invalid example: {error}", path=path, line=line) from None

@@ -6,7 +6,6 @@ import hashlib
 
 import numpy as np
 
-from iclkit.errors import ConfigError
 from iclkit.example import Example
 
 
@@ -18,14 +17,3 @@ def query_rng(seed: int, query: Example, salt: str = "") -> np.random.Generator:
     """
     digest = hashlib.sha256(f"{salt}\x00{query.text}".encode()).digest()
     return np.random.default_rng([seed, int.from_bytes(digest[:8], "little")])
-
-
-def check_seed(seed: int) -> int:
-    """Validate a random seed and return it.
-
-    Raises:
-        ConfigError: if the seed is negative or not an integer.
-    """
-    if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
-        raise ConfigError(f"seed must be a non-negative integer, got {seed!r}")
-    return seed

@@ -6,6 +6,7 @@ from datasets import Dataset
 from pydantic import ValidationError
 
 from iclkit import DataError, Example, Pool
+from iclkit.field_map import FieldMap
 
 
 def test_example_text_and_fields():
@@ -131,3 +132,32 @@ def test_matches_finds_the_query_by_text_or_id(records):
     assert pool.matches(pool.to_query("dull and far too long")) == {1}
     assert pool.matches(Example(input="something else", id="r4")) == {4}
     assert pool.matches(pool.to_query("never seen")) == frozenset()
+
+
+def test_field_map_is_shared_by_the_loaders_and_the_queries(tmp_path):
+    records = [
+        {"uid": "a1", "review": "good", "stars": 5},
+        {"uid": "a2", "review": "bad", "stars": 1},
+    ]
+    path = tmp_path / "reviews.jsonl"
+    path.write_text("".join(json.dumps(record) + "\n" for record in records))
+    mapping = {"input_fields": "review", "output_field": "stars", "id_field": "uid"}
+    pools = [
+        Pool.load(path, **mapping),
+        Pool.from_jsonl(path, **mapping),
+        Pool.from_records(records, **mapping),
+        Pool.from_pandas(pd.DataFrame(records), **mapping),
+        Pool.from_hf(Dataset.from_list(records), **mapping),
+    ]
+    for pool in pools:
+        assert pool.field_map == FieldMap(("review",), "stars", "uid")
+        assert (pool.input_fields, pool.output_field) == (("review",), "stars")
+        assert [example.id for example in pool] == ["a1", "a2"]
+        # A query record is read through the same mapping, id field included.
+        query = pool.to_query({"uid": "a2", "review": "rewritten"})
+        assert query.id == "a2" and query.metadata == {}
+        assert pool.matches(query) == {1}
+    with pytest.raises(DataError, match="input_fields is empty"):
+        Pool.from_records(records, input_fields=[])
+    with pytest.raises(DataError, match=r"^query: missing field 'review'"):
+        pools[0].to_query({"text": "no review field"})

@@ -46,6 +46,7 @@ from iclkit.backends.response_cache import ResponseCache
 from iclkit.bundled_models import cache_dir
 from iclkit.errors import BackendError, ConfigError
 from iclkit.prompt import Prompt
+from iclkit.validation import check_int
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _T = TypeVar("_T")
@@ -147,13 +148,11 @@ class OpenAIBackend(Backend):
                 "chat completions cannot echo the prompt; use scoring='top_logprobs' with "
                 "mode='chat', or mode='completion' for echo scoring"
             )
-        if concurrency < 1:
-            raise ConfigError(f"concurrency must be a positive integer, got {concurrency!r}")
         self.model = model
         self.base_url = base_url
         self.api_key = api_key
         self.mode = mode
-        self.concurrency = concurrency
+        self.concurrency = check_int("concurrency", concurrency, minimum=1)
         self.max_retries = max_retries
         self.timeout = timeout
         self.backoff = backoff

@@ -21,6 +21,7 @@ import numpy.typing as npt
 
 from iclkit.embedding.base import Vectors
 from iclkit.errors import ConfigError
+from iclkit.validation import check_int
 
 if TYPE_CHECKING:
     from typing_extensions import Self
@@ -52,12 +53,6 @@ def _faiss() -> Any:
     return faiss
 
 
-def _positive(name: str, value: int | None) -> int | None:
-    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < 1):
-        raise ConfigError(f"{name} must be a positive integer or None, got {value!r}")
-    return value
-
-
 class VectorIndex:
     """A FAISS inner-product index over unit vectors, with fingerprinted save and load.
 
@@ -82,10 +77,10 @@ class VectorIndex:
         if kind not in _KINDS:
             raise ConfigError(f"index kind must be one of {', '.join(_KINDS)}, got {kind!r}")
         self.kind = kind
-        self.nlist = _positive("nlist", nlist)
-        self.nprobe = _positive("nprobe", nprobe)
-        self.hnsw_m = _positive("hnsw_m", hnsw_m)
-        self.ef_search = _positive("ef_search", ef_search)
+        self.nlist = check_int("nlist", nlist, minimum=1, allow_none=True)
+        self.nprobe = check_int("nprobe", nprobe, minimum=1, allow_none=True)
+        self.hnsw_m = check_int("hnsw_m", hnsw_m, minimum=1, allow_none=True)
+        self.ef_search = check_int("ef_search", ef_search, minimum=1, allow_none=True)
         self.seed = seed
 
     def resolved_kind(self, n_vectors: int) -> str:

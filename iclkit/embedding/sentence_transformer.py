@@ -14,6 +14,7 @@ import numpy as np
 from iclkit.bundled_models import BUNDLED_EMBEDDER, bundled_embedder_path
 from iclkit.embedding.base import Embedder, Vectors
 from iclkit.errors import ConfigError
+from iclkit.validation import check_int
 
 if TYPE_CHECKING:
     from sentence_transformers import SentenceTransformer
@@ -74,10 +75,8 @@ class SentenceTransformerEmbedder(Embedder):
     def __init__(
         self, model: str | Path | None = None, batch_size: int = 64, device: str = "cpu"
     ) -> None:
-        if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
         self.model = model
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.device = device
 
     def _location(self) -> str:

@@ -7,7 +7,8 @@ from collections.abc import Sequence
 from iclkit.example import Example
 from iclkit.orderers.base import Orderer
 from iclkit.prompt import Demonstration
-from iclkit.seeding import check_seed, query_rng
+from iclkit.seeding import query_rng
+from iclkit.validation import check_int
 
 
 class AsSelectedOrderer(Orderer):
@@ -34,7 +35,7 @@ class RandomOrderer(Orderer):
     """
 
     def __init__(self, seed: int = 0) -> None:
-        self.seed = check_seed(seed)
+        self.seed = check_int("seed", seed)
 
     def order(self, query: Example, demonstrations: Sequence[Demonstration]) -> list[Demonstration]:
         """Return a seeded permutation of the demonstrations."""

@@ -5,8 +5,9 @@ from __future__ import annotations
 from collections import defaultdict
 
 from iclkit.example import Example
-from iclkit.seeding import check_seed, query_rng
+from iclkit.seeding import query_rng
 from iclkit.selectors.base import Selection, Selector
+from iclkit.validation import check_int
 
 
 class BalancedSelector(Selector):
@@ -23,7 +24,7 @@ class BalancedSelector(Selector):
     """
 
     def __init__(self, seed: int = 0) -> None:
-        self.seed = check_seed(seed)
+        self.seed = check_int("seed", seed)
 
     def select(self, query: Example, k: int, *, exclude: frozenset[int] = frozenset()) -> Selection:
         """Draw up to ``k`` label-balanced pool indices outside ``exclude``."""

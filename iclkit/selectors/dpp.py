@@ -13,7 +13,8 @@ import numpy as np
 import numpy.typing as npt
 
 from iclkit.selectors.base import Selection
-from iclkit.selectors.embedding import Candidates, RerankingSelector, check_fraction, to_selection
+from iclkit.selectors.embedding import Candidates, RerankingSelector, to_selection
+from iclkit.validation import check_fraction
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

@@ -19,9 +19,10 @@ from iclkit.embedding.base import Vectors
 from iclkit.embedding.cache import EmbeddingCache, embed_texts
 from iclkit.embedding.index import IndexKind, VectorIndex
 from iclkit.embedding.sentence_transformer import SentenceTransformerEmbedder
-from iclkit.errors import ConfigError, DataError
+from iclkit.errors import DataError
 from iclkit.example import Example
 from iclkit.selectors.base import Selection, Selector, exclude_sets
+from iclkit.validation import check_int
 
 if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
@@ -42,41 +43,6 @@ class EmbeddingOptions(TypedDict, total=False):
     ef_search: int | None
     cache: bool | str
     batch_size: int
-
-
-def check_k(k: int) -> int:
-    """Validate the number of demonstrations asked for and return it.
-
-    Raises:
-        ConfigError: if ``k`` is negative or not an integer.
-    """
-    if isinstance(k, bool) or not isinstance(k, int) or k < 0:
-        raise ConfigError(f"k must be a non-negative integer, got {k!r}")
-    return k
-
-
-def check_fraction(name: str, value: float, *, upper_open: bool = False) -> float:
-    """Validate a number in ``[0, 1]`` (``[0, 1)`` with ``upper_open``) and return it.
-
-    Raises:
-        ConfigError: if the value is outside the range or not a number.
-    """
-    ok = isinstance(value, (int, float)) and not isinstance(value, bool)
-    if not ok or not (0 <= value < 1 if upper_open else 0 <= value <= 1):
-        bound = "1)" if upper_open else "1]"
-        raise ConfigError(f"{name} must be a number in [0, {bound}, got {value!r}")
-    return float(value)
-
-
-def check_fetch_k(fetch_k: int) -> int:
-    """Validate a candidate-list size and return it.
-
-    Raises:
-        ConfigError: if ``fetch_k`` is not a positive integer.
-    """
-    if isinstance(fetch_k, bool) or not isinstance(fetch_k, int) or fetch_k < 1:
-        raise ConfigError(f"fetch_k must be a positive integer, got {fetch_k!r}")
-    return fetch_k
 
 
 def check_texts(pool: Pool) -> None:
@@ -241,7 +207,7 @@ class EmbeddingSelector(Selector):
             DataError: if a query's input text is empty.
             ValueError: if ``exclude`` and ``queries`` differ in length.
         """
-        check_k(k)
+        check_int("k", k)
         excludes = exclude_sets(queries, exclude)
         return self.select_vectors(self.embed_queries(queries), k, exclude=excludes)
 
@@ -255,7 +221,7 @@ class EmbeddingSelector(Selector):
             ConfigError: if ``k`` is negative.
             ValueError: if ``exclude`` and ``vectors`` differ in length.
         """
-        check_k(k)
+        check_int("k", k)
         self.pool  # noqa: B018 - raises NotFittedError before anything else
         excludes = exclude_sets(vectors, exclude)
         if k == 0:
@@ -293,7 +259,7 @@ class RerankingSelector(EmbeddingSelector):
 
     def __init__(self, fetch_k: int = 20, **embedding: Unpack[EmbeddingOptions]) -> None:
         super().__init__(**embedding)
-        self.fetch_k = check_fetch_k(fetch_k)
+        self.fetch_k = check_int("fetch_k", fetch_k, minimum=1)
 
     def fetch_size(self, k: int) -> int:
         """``max(fetch_k, k)`` nearest candidates."""

@@ -7,7 +7,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from iclkit.selectors.base import Selection
-from iclkit.selectors.embedding import Candidates, RerankingSelector, check_fraction, to_selection
+from iclkit.selectors.embedding import Candidates, RerankingSelector, to_selection
+from iclkit.validation import check_fraction
 
 if TYPE_CHECKING:
     from typing_extensions import Unpack

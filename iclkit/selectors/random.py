@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 
 from iclkit.example import Example
-from iclkit.seeding import check_seed, query_rng
+from iclkit.seeding import query_rng
 from iclkit.selectors.base import Selection, Selector
+from iclkit.validation import check_int
 
 
 class RandomSelector(Selector):
@@ -23,7 +24,7 @@ class RandomSelector(Selector):
     """
 
     def __init__(self, seed: int = 0, per_query: bool = True) -> None:
-        self.seed = check_seed(seed)
+        self.seed = check_int("seed", seed)
         self.per_query = per_query
 
     def select(self, query: Example, k: int, *, exclude: frozenset[int] = frozenset()) -> Selection:

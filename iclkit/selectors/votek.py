@@ -18,6 +18,7 @@ from iclkit.embedding.index import VectorIndex
 from iclkit.errors import ConfigError
 from iclkit.selectors.base import Selection
 from iclkit.selectors.embedding import EmbeddingSelector, nearest, to_selection
+from iclkit.validation import check_int
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -95,15 +96,10 @@ class VoteKSelector(EmbeddingSelector):
         **embedding: Unpack[EmbeddingOptions],
     ) -> None:
         super().__init__(**embedding)
-        for name, value in (("graph_k", graph_k), ("budget", budget)):
-            if value is None and name == "budget":
-                continue
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
         if isinstance(rho, bool) or not isinstance(rho, (int, float)) or rho <= 1:
             raise ConfigError(f"rho must be a number greater than 1, got {rho!r}")
-        self.budget = budget
-        self.graph_k = graph_k
+        self.budget = check_int("budget", budget, minimum=1, allow_none=True)
+        self.graph_k = check_int("graph_k", graph_k, minimum=1)
         self.rho = float(rho)
 
     def _prepare(self) -> None:
