@@ -82,7 +82,7 @@ def test_prefix_cache_keeps_token_budget_and_longest_match():
     assert store.lookup([5, 6]) == (0, None)
     store.add([4, 4, 4, 4, 4], cache_of(5))  # evicts the least recently used entry ([1, 2, 9])
     assert store.tokens == 9 and store.lookup([1, 2, 9])[0] == 2
-    with pytest.raises(ConfigError, match=">= 0"):
+    with pytest.raises(ConfigError, match="prefix_cache_tokens must be a non-negative integer"):
         LocalBackend(prefix_cache_tokens=-1)
 
 

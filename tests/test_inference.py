@@ -14,8 +14,10 @@ from iclkit.inference import (
     accuracy,
     calibrate,
     content_free_prompts,
+    contextual_bias,
     label_probabilities,
     parse_answer,
+    score_with_bias,
 )
 
 VERBALIZER = {"0": "negative", "1": "positive"}
@@ -123,6 +125,22 @@ def test_likelihood_classifier_with_and_without_calibration(sst2_prompts):
     )
     with pytest.raises(ConfigError, match="formatter"):
         LikelihoodClassifier(backend, VERBALIZER, calibration="contextual").predict(prompts)
+
+
+@pytest.mark.slow
+def test_score_with_bias_equals_separate_scoring_and_bias(sst2_prompts):
+    """One call for queries and content-free inputs gives what two separate calls give."""
+    builder, prompts = sst2_prompts(3)
+    formatter = builder.formatter_
+    scores, bias = score_with_bias(LocalBackend(), prompts, SPACE, formatter)
+    fresh = LocalBackend()  # nothing remembered from the joint call
+    separate = fresh.score(prompts, [SPACE.continuations(p.answer_prefix) for p in prompts])
+    alone = contextual_bias(LocalBackend(), prompts, SPACE, formatter)
+    assert bias.shape == (len(prompts), 2) and np.allclose(bias.sum(axis=1), 1)
+    assert np.allclose(bias, alone, atol=1e-4)
+    for joint_row, separate_row in zip(scores, separate, strict=True):
+        for joint, single in zip(joint_row, separate_row, strict=True):
+            assert joint.logprob == pytest.approx(single.logprob, abs=1e-4)
 
 
 @pytest.mark.slow

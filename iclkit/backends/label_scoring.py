@@ -109,7 +109,10 @@ def splits_cleanly(model: PreTrainedModel) -> bool:
 
     tokens = torch.tensor([[1, 2, 3, 4]], device=model.device)
     whole = model(tokens).logits[0]
-    split = _project(model, model.base_model(tokens).last_hidden_state[0])
+    try:
+        split = _project(model, model.base_model(tokens).last_hidden_state[0])
+    except (AttributeError, TypeError):  # no separate decoder or output embedding
+        return False
     return bool(torch.allclose(whole.float(), split.float(), atol=1e-4, rtol=1e-4))
 
 

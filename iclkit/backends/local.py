@@ -22,6 +22,7 @@ from iclkit.backends.prefix_cache import PrefixCache
 from iclkit.bundled_models import BUNDLED_LM, load_causal_lm
 from iclkit.errors import BackendError, ConfigError
 from iclkit.prompt import Prompt
+from iclkit.validation import check_int
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
@@ -70,19 +71,13 @@ class LocalBackend(Backend):
     ) -> None:
         if scoring not in ("shared-prefix", "naive"):
             raise ConfigError(f"scoring must be 'shared-prefix' or 'naive', got {scoring!r}")
-        if batch_size < 1:
-            raise ConfigError(f"batch_size must be a positive integer, got {batch_size!r}")
-        if prefix_cache_tokens < 0:
-            raise ConfigError(
-                f"prefix_cache_tokens must be >= 0 (0 turns reuse off), got {prefix_cache_tokens!r}"
-            )
         self.model = model
         self.device = device
         self.dtype = dtype
-        self.batch_size = batch_size
+        self.batch_size = check_int("batch_size", batch_size, minimum=1)
         self.scoring = scoring
         self.max_length = max_length
-        self.prefix_cache_tokens = prefix_cache_tokens
+        self.prefix_cache_tokens = check_int("prefix_cache_tokens", prefix_cache_tokens)
         self._prefixes: PrefixCache | None = None
         self._split_checked: bool | None = None
         self._scored: OrderedDict[tuple[str, tuple[str, ...]], list[ContinuationScore]] = (

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import numpy.typing as npt
 
-from iclkit.errors import ConfigError
+from iclkit.validation import check_int
 
 if TYPE_CHECKING:
     from transformers import Cache
@@ -49,9 +49,7 @@ class PrefixCache:
     """
 
     def __init__(self, max_tokens: int, max_entry_tokens: int | None = None) -> None:
-        if max_tokens < 0:
-            raise ConfigError(f"prefix cache size must be >= 0 tokens, got {max_tokens!r}")
-        self.max_tokens = max_tokens
+        self.max_tokens = check_int("max_tokens", max_tokens)
         self.max_entry_tokens = max_entry_tokens
         self._entries: OrderedDict[int, tuple[npt.NDArray[np.int64], Cache]] = OrderedDict()
         self._held = 0
