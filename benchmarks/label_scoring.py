@@ -81,7 +81,7 @@ def run(name, prompts, labels, url, echo_prompts):
     counts = {"shared-prefix": len(prompts), "naive": len(prompts)}
     subset = prompts[:echo_prompts]
     if subset:
-        echo_seconds, echo_same, echo_worst = echo_leg(url, subset, space, reference)
+        echo_seconds, echo_same, echo_worst = echo_leg(url, subset, space, reference[: len(subset)])
         times["llama.cpp echo"] = echo_seconds
         counts["llama.cpp echo"] = len(subset)
     rate = {path: counts[path] / seconds for path, seconds in times.items()}
