@@ -4,7 +4,10 @@ Dai et al. argue that attention over demonstrations acts as an implicit, meta-gr
 the attention's key/value projections. On SST-2 with Gemma 3 270M and the same k
 demonstrations, this check compares zero-shot (ZSL), in-context learning (ICL) and fine-tuning
 (FT: SGD on the attention key/value projections only, one epoch, batch size 1, demonstrations
-in order, language-model loss over the demonstration tokens) and reports their metrics:
+in order, language-model loss over the demonstration tokens) and reports their metrics. Like the
+paper, the FT learning rate is tuned: each rate of a log-spaced grid is tried and the one whose
+fine-tuned model is most accurate on held-out dev examples (never the evaluation queries) is
+kept. The metrics:
 
 * accuracy of ZSL, ICL and FT;
 * Rec2FTP: of the queries FT gets right and ZSL gets wrong, the share ICL also gets right;
@@ -20,9 +23,10 @@ from __future__ import annotations
 import copy
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import torch
+from pydantic import BaseModel, ConfigDict, Field
 from tqdm.auto import tqdm
 
 from iclkit.errors import ConfigError, DataError
@@ -38,6 +42,8 @@ PAPER = {
     "SimAM before": "0.338 / 0.355",
     "SimAM after": "0.442 / 0.434",
 }
+LR_GRID = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2, 3e-2, 1e-1)
+"""FT learning rates tried by default (log-spaced, about half a decade apart)."""
 
 
 def sst2_dir() -> Path:
@@ -74,6 +80,42 @@ def read_sst2(path: Path) -> list[tuple[str, int]]:
     return pairs
 
 
+class Setting(BaseModel):
+    """How much of SST-2 the check uses and the FT learning rates it tries.
+
+    ``k`` demonstrations (balanced, from stsa.binary.train), the first ``n_queries`` dev
+    examples as evaluation queries, the last ``n_select`` dev examples (never evaluation
+    queries) to choose the FT learning rate among ``lrs``, probes run ``batch_size`` queries
+    at a time.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    k: int = Field(16, ge=2)
+    n_queries: int = Field(200, ge=1)
+    n_select: int = Field(48, ge=1)
+    lrs: tuple[float, ...] = Field(LR_GRID, min_length=1)
+    batch_size: int = Field(16, ge=1)
+
+
+FULL = Setting()
+FAST = Setting(k=4, n_queries=24, n_select=16, lrs=(1e-3, 1e-2, 1e-1))
+
+
+class Probe(NamedTuple):
+    """What a model does at the last token of each query.
+
+    ``predictions``: the label whose first token scores higher; ``outputs``: per query and
+    layer, the attention output (after the output projection) divided by its norm,
+    (queries, layers, d_model); ``scores``: per query, the pre-softmax attention scores of the
+    last token over the query's tokens, (layers, heads × query tokens).
+    """
+
+    predictions: list[int]
+    outputs: torch.Tensor
+    scores: list[torch.Tensor]
+
+
 def _attention_params(model: Any) -> list[torch.nn.Parameter]:
     return [
         parameter
@@ -85,7 +127,7 @@ def _attention_params(model: Any) -> list[torch.nn.Parameter]:
 def fine_tune(model: Any, demonstrations: list[list[int]], lr: float) -> Any:
     """A copy of ``model`` after one epoch of SGD (batch 1) on the demonstrations' LM loss.
 
-    Only the attention key and value projections change.
+    Only the attention key and value projections change; ``model`` is left as it was.
     """
     tuned = copy.deepcopy(model)
     for parameter in tuned.parameters():
@@ -102,28 +144,82 @@ def fine_tune(model: Any, demonstrations: list[list[int]], lr: float) -> Any:
         loss.backward()
         optimizer.step()
     tuned.eval()
+    for parameter in trainable:
+        parameter.requires_grad_(False)
     return tuned
 
 
-def _probe(model: Any, ids: list[int], n_query: int, label_ids: list[int]) -> dict[str, Any]:
-    """Prediction, per-layer normalised attention output and query scores at the last token."""
+def probe(
+    model: Any,
+    queries: list[list[int]],
+    n_query: list[int],
+    label_ids: list[int],
+    prefix: Any = None,
+) -> Probe:
+    """Run ``queries`` as one right-padded batch (after the cached ``prefix``, if given).
+
+    The last ``n_query[i]`` tokens of ``queries[i]`` are the query tokens SimAM looks at.
+    Padding goes after each query and attention is causal, so no real token sees it.
+    """
     n_layers = model.config.num_hidden_layers
     names = [f"blocks.{i}.attn.hook_result" for i in range(n_layers)]
     names += [f"blocks.{i}.attn.hook_attn_scores" for i in range(n_layers)]
-    with torch.no_grad(), capture(model, names) as cache:
-        logits = model(torch.tensor([ids])).logits[0, -1]
-    outputs = torch.stack([cache[f"blocks.{i}.attn.hook_result"][0, -1] for i in range(n_layers)])
-    scores = torch.stack(
-        [
-            cache[f"blocks.{i}.attn.hook_attn_scores"][0, :, -1, -n_query:].flatten()
-            for i in range(n_layers)
-        ]
+    width = max(len(ids) for ids in queries)
+    ids = torch.tensor([row + [0] * (width - len(row)) for row in queries])
+    last = torch.tensor([len(row) - 1 for row in queries])
+    keep = torch.unique(last)
+    kwargs: dict[str, Any] = {}
+    if prefix is not None:
+        cache = copy.deepcopy(prefix)
+        cache.batch_repeat_interleave(len(queries))
+        kwargs = {"past_key_values": cache, "use_cache": True}
+    with torch.no_grad(), capture(model, names) as cache_:
+        logits = model(ids, logits_to_keep=keep, **kwargs).logits
+    rows = torch.arange(len(queries))
+    label_logits = logits[rows, torch.searchsorted(keep, last)][:, label_ids]
+    outputs = torch.stack(
+        [cache_[f"blocks.{i}.attn.hook_result"][rows, last] for i in range(n_layers)], dim=1
     )
-    return {
-        "prediction": int(logits[label_ids].argmax()),
-        "outputs": outputs / outputs.norm(dim=-1, keepdim=True),
-        "scores": scores,
-    }
+    scores = []
+    for row, (end, size) in enumerate(zip(last.tolist(), n_query, strict=True)):
+        per_layer = []
+        for i in range(n_layers):
+            layer_scores = cache_[f"blocks.{i}.attn.hook_attn_scores"][row, :, end]
+            stop = layer_scores.shape[-1] - width + end + 1  # keys: cached prefix, then query
+            per_layer.append(layer_scores[:, stop - size : stop].flatten())
+        scores.append(torch.stack(per_layer))
+    return Probe(
+        predictions=label_logits.argmax(-1).tolist(),
+        outputs=outputs / outputs.norm(dim=-1, keepdim=True),
+        scores=scores,
+    )
+
+
+def probe_all(
+    model: Any,
+    queries: list[list[int]],
+    n_query: list[int],
+    label_ids: list[int],
+    batch_size: int,
+    prefix: Any = None,
+    desc: str = "probe",
+) -> Probe:
+    """:func:`probe` over ``queries`` in batches of ``batch_size``, results concatenated."""
+    parts = [
+        probe(
+            model,
+            queries[start : start + batch_size],
+            n_query[start : start + batch_size],
+            label_ids,
+            prefix,
+        )
+        for start in tqdm(range(0, len(queries), batch_size), desc=desc, leave=False)
+    ]
+    return Probe(
+        predictions=[p for part in parts for p in part.predictions],
+        outputs=torch.cat([part.outputs for part in parts]),
+        scores=[s for part in parts for s in part.scores],
+    )
 
 
 def _centre(scores: torch.Tensor, n_heads: int) -> torch.Tensor:
@@ -132,24 +228,44 @@ def _centre(scores: torch.Tensor, n_heads: int) -> torch.Tensor:
     return (per_head - per_head.mean(-1, keepdim=True)).flatten(1)
 
 
-def run(fast: bool = False, seed: int = 0) -> CheckReport:
-    """Compare ZSL, ICL and FT on SST-2 dev queries with Gemma 3 270M."""
-    from iclkit.bundled_models import load_causal_lm
-
-    torch.manual_seed(seed)
-    generator = torch.Generator().manual_seed(seed)
-    model, tokenizer = load_causal_lm(None, device="cpu")
-    n_heads = model.config.num_attention_heads
-    folder = sst2_dir()
-    train_set = read_sst2(folder / "stsa.binary.train")
-    dev_set = read_sst2(folder / "stsa.binary.dev")
-    k, n_queries, lr = (4, 12, 1e-3) if fast else (8, 64, 1e-3)
+def _balanced_demonstrations(
+    train_set: list[tuple[str, int]], k: int, generator: torch.Generator
+) -> list[tuple[str, int]]:
     picks: list[tuple[str, int]] = []
     for label in (0, 1):
         pool = [pair for pair in train_set if pair[1] == label]
         order = torch.randperm(len(pool), generator=generator)[: k // 2]
         picks += [pool[int(i)] for i in order]
-    picks = [picks[int(i)] for i in torch.randperm(k, generator=generator)]
+    return [picks[int(i)] for i in torch.randperm(len(picks), generator=generator)]
+
+
+def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> CheckReport:
+    """Compare ZSL, ICL and FT on SST-2 dev queries with Gemma 3 270M.
+
+    ``setting`` defaults to :data:`FAST` or :data:`FULL`. The FT learning rate is the one of
+    ``setting.lrs`` whose fine-tuned model is most accurate on the held-out dev examples (ties:
+    the larger rate, the one that moves the model more).
+
+    Raises:
+        ConfigError: if the SST-2 folder is missing or the dev set is too small for the
+            evaluation and held-out examples together.
+    """
+    from iclkit.bundled_models import load_causal_lm
+
+    setting = setting or (FAST if fast else FULL)
+    torch.manual_seed(seed)
+    generator = torch.Generator().manual_seed(seed)
+    folder = sst2_dir()
+    train_set = read_sst2(folder / "stsa.binary.train")
+    dev_set = read_sst2(folder / "stsa.binary.dev")
+    if setting.n_queries + setting.n_select > len(dev_set):
+        raise ConfigError(
+            f"n_queries={setting.n_queries} + n_select={setting.n_select} exceed the "
+            f"{len(dev_set)} dev examples. Fix: lower one of them"
+        )
+    model, tokenizer = load_causal_lm(None, device="cpu")
+    n_heads = model.config.num_attention_heads
+    picks = _balanced_demonstrations(train_set, setting.k, generator)
     encode = tokenizer.encode
     demo_ids = [
         encode(TEMPLATE.format(text=text) + LABELS[label] + "\n\n", add_special_tokens=False)
@@ -157,50 +273,106 @@ def run(fast: bool = False, seed: int = 0) -> CheckReport:
     ]
     label_ids = [encode(word, add_special_tokens=False)[0] for word in LABELS]
     bos = [tokenizer.bos_token_id]
-    tuned = fine_tune(model, [bos + ids for ids in demo_ids], lr)
-    context = [token for ids in demo_ids for token in ids]
-    queries = [
-        dev_set[int(i)] for i in torch.randperm(len(dev_set), generator=generator)[:n_queries]
-    ]
-    correct: dict[str, list[bool]] = {"ZSL": [], "ICL": [], "FT": []}
-    simaou, simaou_random, simam_before, simam_after = [], [], [], []
-    centred_before, centred_after = [], []
-    cosine = torch.nn.functional.cosine_similarity
-    for text, label in tqdm(queries, desc="icl-vs-ft queries", leave=False, mininterval=2.0):
-        query = encode(TEMPLATE.format(text=text), add_special_tokens=False)
-        zsl = _probe(model, bos + query, len(query), label_ids)
-        icl = _probe(model, bos + context + query, len(query), label_ids)
-        ft = _probe(tuned, bos + query, len(query), label_ids)
-        for key, probe in (("ZSL", zsl), ("ICL", icl), ("FT", ft)):
-            correct[key].append(probe["prediction"] == label)
-        icl_update = icl["outputs"] - zsl["outputs"]
-        ft_update = ft["outputs"] - zsl["outputs"]
-        simaou.append(cosine(icl_update, ft_update, dim=-1))
-        noise = torch.randn(icl_update.shape, generator=generator)
-        simaou_random.append(cosine(icl_update, noise, dim=-1))
-        simam_before.append(cosine(icl["scores"], zsl["scores"], dim=-1))
-        simam_after.append(cosine(icl["scores"], ft["scores"], dim=-1))
-        centred = {
-            key: _centre(probe["scores"], n_heads)
-            for key, probe in (("ICL", icl), ("ZSL", zsl), ("FT", ft))
-        }
-        centred_before.append(cosine(centred["ICL"], centred["ZSL"], dim=-1))
-        centred_after.append(cosine(centred["ICL"], centred["FT"], dim=-1))
-    accuracy = {key: sum(values) / len(values) for key, values in correct.items()}
-    helped = [z is False and f for z, f in zip(correct["ZSL"], correct["FT"], strict=True)]
+    demonstrations = [bos + ids for ids in demo_ids]
+
+    def encoded(pairs: list[tuple[str, int]]) -> list[list[int]]:
+        return [encode(TEMPLATE.format(text=text), add_special_tokens=False) for text, _ in pairs]
+
+    def zero_shot(current: Any, tokens: list[list[int]], desc: str) -> Probe:
+        lengths = [len(ids) for ids in tokens]
+        return probe_all(
+            current,
+            [bos + ids for ids in tokens],
+            lengths,
+            label_ids,
+            setting.batch_size,
+            None,
+            desc,
+        )
+
+    held_out = dev_set[len(dev_set) - setting.n_select :]
+    held_tokens, held_labels = encoded(held_out), [label for _, label in held_out]
+    held_zsl = zero_shot(model, held_tokens, "held-out ZSL").predictions
+    search: dict[str, list[float]] = {"lr": [], "accuracy": [], "changed": []}
+    chosen: tuple[float, float, Any] | None = None
+    for lr in sorted(setting.lrs):
+        tuned = fine_tune(model, demonstrations, lr)
+        predictions = zero_shot(tuned, held_tokens, f"held-out FT lr={lr:g}").predictions
+        held_accuracy = _share([p == y for p, y in zip(predictions, held_labels, strict=True)])
+        search["lr"].append(lr)
+        search["accuracy"].append(held_accuracy)
+        search["changed"].append(
+            _share([p != z for p, z in zip(predictions, held_zsl, strict=True)])
+        )
+        if chosen is None or held_accuracy >= chosen[1]:
+            chosen = (lr, held_accuracy, tuned)
+    assert chosen is not None  # Setting.lrs has at least one rate
+    lr, _, tuned = chosen
+
+    queries = dev_set[: setting.n_queries]
+    labels = [label for _, label in queries]
+    tokens = encoded(queries)
+    lengths = [len(ids) for ids in tokens]
+    with torch.no_grad():
+        prefix = model(
+            torch.tensor([bos + [t for ids in demo_ids for t in ids]]),
+            use_cache=True,
+            logits_to_keep=1,
+        ).past_key_values
+    zsl = zero_shot(model, tokens, "ZSL")
+    icl = probe_all(model, tokens, lengths, label_ids, setting.batch_size, prefix, "ICL")
+    ft = zero_shot(tuned, tokens, "FT")
+    probes = {"ZSL": zsl, "ICL": icl, "FT": ft}
+    correct = {
+        key: [p == y for p, y in zip(value.predictions, labels, strict=True)]
+        for key, value in probes.items()
+    }
+    accuracy = {key: _share(values) for key, values in correct.items()}
+    helped = [not z and f for z, f in zip(correct["ZSL"], correct["FT"], strict=True)]
     recovered = [h and i for h, i in zip(helped, correct["ICL"], strict=True)]
     rec2ftp = sum(recovered) / sum(helped) if any(helped) else float("nan")
+    changed = {
+        key: _share([p != z for p, z in zip(probes[key].predictions, zsl.predictions, strict=True)])
+        for key in ("ICL", "FT")
+    }
+    cosine = torch.nn.functional.cosine_similarity
+    icl_update = icl.outputs - zsl.outputs
+    ft_update = ft.outputs - zsl.outputs
+    noise = torch.randn(icl_update.shape, generator=generator)
+    centred = {key: [_centre(s, n_heads) for s in value.scores] for key, value in probes.items()}
+
+    def simam(first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([cosine(a, b, dim=-1) for a, b in zip(first, second, strict=True)])
+
     per_layer = {
-        "SimAOU": torch.stack(simaou).mean(0),
-        "SimAOU random": torch.stack(simaou_random).mean(0),
-        "SimAM before": torch.stack(simam_before).mean(0),
-        "SimAM after": torch.stack(simam_after).mean(0),
-        "SimAM before (centred)": torch.stack(centred_before).mean(0),
-        "SimAM after (centred)": torch.stack(centred_after).mean(0),
+        "SimAOU": cosine(icl_update, ft_update, dim=-1).mean(0),
+        "SimAOU random": cosine(icl_update, noise, dim=-1).mean(0),
+        "SimAM before": simam(icl.scores, zsl.scores).mean(0),
+        "SimAM after": simam(icl.scores, ft.scores).mean(0),
+        "SimAM before (centred)": simam(centred["ICL"], centred["ZSL"]).mean(0),
+        "SimAM after (centred)": simam(centred["ICL"], centred["FT"]).mean(0),
     }
     figures = [
+        Figure(
+            name="FT learning rate",
+            measured=lr,
+            paper="tuned per task (grid search)",
+            target=f"from the grid {', '.join(f'{v:g}' for v in sorted(setting.lrs))}",
+            passed=lr in setting.lrs,
+        ),
+        Figure(
+            name="FT held-out accuracy at that rate",
+            measured=chosen[1],
+            paper="-",
+        ),
+    ]
+    figures += [
         Figure(name=f"accuracy {key}", measured=value, paper="ZSL < FT < ICL (paper's models)")
         for key, value in accuracy.items()
+    ]
+    figures += [
+        Figure(name=f"{key} changed predictions (share)", measured=value, paper="-")
+        for key, value in changed.items()
     ]
     figures.append(Figure(name="Rec2FTP (share)", measured=rec2ftp, paper=PAPER["Rec2FTP"]))
     figures.append(Figure(name="FT-helped queries", measured=float(sum(helped)), paper="-"))
@@ -220,17 +392,24 @@ def run(fast: bool = False, seed: int = 0) -> CheckReport:
         seed=seed,
         figures=figures,
         series={name: values.tolist() for name, values in per_layer.items()}
-        | {"accuracy": accuracy},
+        | {"accuracy": accuracy, "lr search": search},
         notes=[
-            f"k={k} balanced demonstrations from stsa.binary.train, {n_queries} dev queries, "
-            f"FT: SGD lr={lr} on k_proj/v_proj, one epoch, batch 1",
-            "paper: GPT 1.3B/2.7B, 32 demonstrations, lr chosen per task; a 270M model and a "
-            "fixed lr are a different regime",
+            f"k={setting.k} balanced demonstrations from stsa.binary.train; evaluation queries: "
+            f"the first {setting.n_queries} dev examples; FT: SGD on k_proj/v_proj, one epoch, "
+            "batch 1, demonstrations in order, LM loss over the demonstration tokens",
+            f"FT learning rate {lr:g} chosen on the last {setting.n_select} dev examples (never "
+            "evaluation queries) by FT accuracy, ties to the larger rate",
+            "paper: GPT 1.3B/2.7B, 32 demonstrations, six classification tasks averaged; a 270M "
+            "model on SST-2 alone is a different regime",
             "raw pre-softmax scores share a large common offset, so their cosine is close to 1 "
             "whatever the model does; the centred variant subtracts each head's mean over the "
             "query tokens first",
         ],
     )
+
+
+def _share(flags: list[bool]) -> float:
+    return sum(flags) / len(flags)
 
 
 def plot(report: CheckReport, path: Path) -> Path:
