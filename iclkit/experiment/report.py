@@ -198,7 +198,7 @@ def _plot_orders(orders: Sequence[Mapping[str, Any]], path: Path) -> bool:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, axis = plt.subplots(figsize=(max(5.0, 1.2 * len(orders) + 2), 4))
+    figure, axis = plt.subplots(figsize=(max(5.0, 1.8 * len(orders) + 2), 4.4))
     names = []
     for position, group in enumerate(orders):
         values = group["accuracy_values"]
@@ -207,9 +207,10 @@ def _plot_orders(orders: Sequence[Mapping[str, Any]], path: Path) -> bool:
         seed = "" if group["seed"] == "-" else f" s{group['seed']}"
         calibration = " cal" if group["calibration"] else ""
         names.append(
-            f"{group['selector']} k={group['k']}{seed}\n{group['label_mode']}{calibration}"
+            f"{group['selector']}\nk={group['k']}{seed}\n{group['label_mode']}{calibration}"
         )
     axis.set_xticks(range(len(orders)), names, fontsize=7)
+    axis.margins(x=0.5 / max(1, len(orders)))
     axis.set_ylabel("accuracy")
     axis.set_title("Order sensitivity: the same demonstrations in different orders", fontsize=9)
     axis.grid(alpha=0.3, axis="y")
