@@ -203,6 +203,33 @@ class _Position:
     skip: int
 
 
+def _decode_alone(
+    model: PreTrainedModel, index: int, prompt: _Prepared, prefixes: PrefixCache
+) -> list[_Position]:
+    """A prompt alone with single-token candidates: one decoder pass over its whole head.
+
+    Its key/values are stored whole, for later prompts that start the same way.
+    """
+    import torch
+
+    head = prompt.head
+    reused, cache = prefixes.lookup(head)
+    seen = reused == len(head)
+    if seen and cache is not None:
+        reused -= 1  # the last token runs again, for its hidden state
+        cache.crop(-1)
+    output = model.base_model(
+        torch.tensor([head[reused:]], device=model.device), past_key_values=cache, use_cache=True
+    )
+    if not seen:
+        prefixes.add(head, output.past_key_values)
+    last = output.last_hidden_state[0, -1:]
+    return [
+        _Position(index, last, tail, skip)
+        for tail, skip in zip(prompt.tails, prompt.skips, strict=True)
+    ]
+
+
 def _decode_group(
     model: PreTrainedModel,
     pad_id: int,
@@ -214,6 +241,8 @@ def _decode_group(
 
     The prefix's key/values stay in ``prefixes`` for later prompts that start the same way.
     """
+    if len(group) == 1 and group[0].single_token:
+        return _decode_alone(model, indices[0], group[0], prefixes)
     first = group[0].head
     common = min(
         min(shared_length(first, p.head) for p in group), *(len(p.head) - 1 for p in group)
