@@ -12,7 +12,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def readme_commands():
-    return re.findall(r"```bash\n(bash \.ci/setup && .+?)\n```", (REPO / "README.md").read_text())
+    return re.findall(
+        r"```bash\n(bash \.ci/setup(?: --quickstart)? && .+?)\n```",
+        (REPO / "README.md").read_text(),
+    )
 
 
 def test_readme_has_exactly_two_setup_commands_and_ci_runs_the_test_one():
