@@ -95,7 +95,7 @@ def run(fast: bool = False, seed: int = 0) -> CheckReport:
     """Train the transformer, then compare its error curve with the baselines."""
     torch.manual_seed(seed)
     generator = torch.Generator().manual_seed(seed)
-    steps = 2500 if fast else 4000
+    steps = 3000 if fast else 4000
     model = build_model()
     n_parameters = sum(p.numel() for p in model.parameters())
 
