@@ -127,18 +127,32 @@ def _project(model: PreTrainedModel, hidden: torch.Tensor) -> torch.Tensor:
     return logits
 
 
-def _prefix(model: PreTrainedModel, head: list[int], prefixes: PrefixCache) -> Any:
-    """The key/value cache of ``head`` (``None`` when empty), reusing a stored prefix."""
+def _run_head(
+    model: PreTrainedModel, head: list[int], prefixes: PrefixCache, *, last: bool = False
+) -> tuple[Any, torch.Tensor | None]:
+    """The key/value cache of ``head`` (``None`` when empty), reusing a stored prefix.
+
+    With ``last``, also the decoder's hidden state at the last token, which then always runs
+    (again, if the whole head was stored). The key/values of ``head`` stay in ``prefixes`` for
+    later prompts that start the same way.
+    """
     import torch
 
     if not head:
-        return None
+        return None, None
     reused, cache = prefixes.lookup(head)
-    if reused < len(head):
-        tokens = torch.tensor([head[reused:]], device=model.device)
-        cache = model.base_model(tokens, past_key_values=cache, use_cache=True).past_key_values
-        prefixes.add(head, cache)
-    return cache
+    stored = reused == len(head)
+    if stored and last and cache is not None:
+        reused -= 1
+        cache.crop(-1)
+    if reused == len(head):
+        return cache, None
+    output = model.base_model(
+        torch.tensor([head[reused:]], device=model.device), past_key_values=cache, use_cache=True
+    )
+    if not stored:
+        prefixes.add(head, output.past_key_values)
+    return output.past_key_values, output.last_hidden_state[0, -1:]
 
 
 def _decode(
@@ -203,33 +217,6 @@ class _Position:
     skip: int
 
 
-def _decode_alone(
-    model: PreTrainedModel, index: int, prompt: _Prepared, prefixes: PrefixCache
-) -> list[_Position]:
-    """A prompt alone with single-token candidates: one decoder pass over its whole head.
-
-    Its key/values are stored whole, for later prompts that start the same way.
-    """
-    import torch
-
-    head = prompt.head
-    reused, cache = prefixes.lookup(head)
-    seen = reused == len(head)
-    if seen and cache is not None:
-        reused -= 1  # the last token runs again, for its hidden state
-        cache.crop(-1)
-    output = model.base_model(
-        torch.tensor([head[reused:]], device=model.device), past_key_values=cache, use_cache=True
-    )
-    if not seen:
-        prefixes.add(head, output.past_key_values)
-    last = output.last_hidden_state[0, -1:]
-    return [
-        _Position(index, last, tail, skip)
-        for tail, skip in zip(prompt.tails, prompt.skips, strict=True)
-    ]
-
-
 def _decode_group(
     model: PreTrainedModel,
     pad_id: int,
@@ -237,25 +224,32 @@ def _decode_group(
     group: Sequence[_Prepared],
     prefixes: PrefixCache,
 ) -> list[_Position]:
-    """Run one group: its common prefix once, the rest in batches on its key/value cache.
-
-    The prefix's key/values stay in ``prefixes`` for later prompts that start the same way.
-    """
+    """Run one group: its common prefix once, the rest in batches on its key/value cache."""
     if len(group) == 1 and group[0].single_token:
-        return _decode_alone(model, indices[0], group[0], prefixes)
+        # Alone with single-token candidates: one pass over the whole head gives all of them.
+        (index,), (prompt,) = indices, group
+        _, last = _run_head(model, prompt.head, prefixes, last=True)
+        assert last is not None  # a head has at least one token
+        return [
+            _Position(index, last, tail, skip)
+            for tail, skip in zip(prompt.tails, prompt.skips, strict=True)
+        ]
     first = group[0].head
     common = min(
         min(shared_length(first, p.head) for p in group), *(len(p.head) - 1 for p in group)
     )
-    cache = _prefix(model, first[:common], prefixes)
+    cache, _ = _run_head(model, first[:common], prefixes)
     rows: list[list[int]] = []
     needed: list[int] = []  # hidden states each row must return (its last positions)
+    row_of: list[list[int]] = []  # for each prompt, the row of each of its candidates
     for prompt in group:
         suffix = prompt.head[common:]
         if prompt.single_token:
+            row_of.append([len(rows)] * len(prompt.tails))
             rows.append(suffix)
             needed.append(1)
         else:
+            row_of.append(list(range(len(rows), len(rows) + len(prompt.tails))))
             rows.extend(suffix + tail[:-1] for tail in prompt.tails)
             needed.extend(len(tail) for tail in prompt.tails)
     buckets = _buckets(rows, common, getattr(model.config, "sliding_window", None))
@@ -266,15 +260,11 @@ def _decode_group(
         found = _decode(model, pad_id, [rows[i] for i in bucket], common, own, keep)
         for position, i in enumerate(bucket):
             hidden[i] = found[position]
-    positions: list[_Position] = []
-    row = 0
-    for index, prompt in zip(indices, group, strict=True):
-        for tail, skip in zip(prompt.tails, prompt.skips, strict=True):
-            states = hidden[row][-len(tail) :]
-            positions.append(_Position(index, states, tail, skip))
-            row += 0 if prompt.single_token else 1
-        row += 1 if prompt.single_token else 0
-    return positions
+    return [
+        _Position(index, hidden[row][-len(tail) :], tail, skip)
+        for index, prompt, rows_of_prompt in zip(indices, group, row_of, strict=True)
+        for tail, skip, row in zip(prompt.tails, prompt.skips, rows_of_prompt, strict=True)
+    ]
 
 
 def _project_and_sum(

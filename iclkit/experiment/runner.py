@@ -250,6 +250,10 @@ def run_experiment(
                 union = [
                     query for query in queries if any(str(query.id) in t for t in todo.values())
                 ]
+                classifiers = {
+                    cell.id: _classifier(cell, backend, prompts.formatter(cell.label_mode), config)
+                    for cell in twins
+                }
                 for batch in _batches(union, config.run.batch_size):
                     for cell in twins:
                         cell_batch = [q for q in batch if str(q.id) in todo[cell.id]]
@@ -259,10 +263,8 @@ def run_experiment(
                         bar.set_postfix_str(
                             f"{cell.selector_name} k={cell.k}{seed} {cell.label_mode}"
                         )
-                        formatter = prompts.formatter(cell.label_mode)
-                        classifier = _classifier(cell, backend, formatter, config)
                         cell_prompts = prompts.for_cell(cell, cell_batch)
-                        predictions = classifier.predict(cell_prompts)
+                        predictions = classifiers[cell.id].predict(cell_prompts)
                         store.append(
                             [
                                 _record(cell, prompt, prediction)
