@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from iclkit.errors import NotFittedError, SelectionError, TokenBudgetError
@@ -69,13 +71,18 @@ class PromptBuilder:
         self.length_fn = length_fn
         self.allow_fewer = allow_fewer
 
-    def fit(self, pool: Pool) -> Self:
+    def fit(self, pool: Pool, *, restore_from: Path | None = None) -> Self:
         """Resolve the components and fit the selector on ``pool``. Returns ``self``.
+
+        With ``restore_from``, the selector is fitted from the files its
+        :meth:`~iclkit.selectors.base.Selector.save` wrote there (a saved classifier: the pool
+        is not embedded again).
 
         Raises:
             PluginNotFoundError: for an unknown component name.
             ConfigError: for options a component does not take.
             SelectionError: if ``k`` exceeds the pool size and ``allow_fewer`` is false.
+            DataError: if the saved selector files do not belong to ``pool``.
         """
         if self.k > len(pool) and not self.allow_fewer:
             raise SelectionError(
@@ -87,7 +94,10 @@ class PromptBuilder:
         self.orderer_ = orderers.create(self.orderer)
         self.formatter_ = formatters.create(self.formatter)
         if self.k > 0:
-            self.selector_.fit(pool)
+            if restore_from is None:
+                self.selector_.fit(pool)
+            else:
+                self.selector_.restore(pool, restore_from)
         return self
 
     def build(self, query: QueryLike) -> Prompt:
@@ -132,6 +142,41 @@ class PromptBuilder:
             self._assemble(example, selection)
             for example, selection in zip(examples, selections, strict=True)
         ]
+
+    def render(self, query: QueryLike, demonstrations: Sequence[Demonstration]) -> Prompt:
+        """Render ``query`` around the given demonstrations, in the order given.
+
+        No selection, ordering or token budget: the fitted formatter and the instruction only.
+        Calibrators use it to put a content-free input where the query was; ablations use it
+        to show the same demonstrations with other labels or in another order.
+
+        Raises:
+            NotFittedError: if :meth:`fit` has not been called.
+            TemplateError: if the template uses a field the examples lack.
+        """
+        try:
+            pool, formatter = self.pool_, self.formatter_
+        except AttributeError:
+            raise NotFittedError("PromptBuilder is not fitted; call .fit(pool) first") from None
+        return formatter.format(pool.to_query(query), list(demonstrations), self.instruction)
+
+    def with_formatter(self, formatter: Formatter | ComponentSpec) -> PromptBuilder:
+        """A fitted copy of this builder that renders with another formatter.
+
+        The pool and the fitted selector and orderer are shared, not refitted: the copy
+        selects the same demonstrations and shows them another way (other label words,
+        another template).
+
+        Raises:
+            NotFittedError: if :meth:`fit` has not been called.
+            PluginNotFoundError, ConfigError: for a bad formatter spec.
+        """
+        if not hasattr(self, "pool_"):
+            raise NotFittedError("PromptBuilder is not fitted; call .fit(pool) first")
+        other = copy.copy(self)
+        other.formatter = formatter
+        other.formatter_ = formatters.create(formatter)
+        return other
 
     def _check_selection(self, selection: Selection, exclude: frozenset[int]) -> None:
         name = type(self.selector_).__name__

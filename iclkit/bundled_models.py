@@ -124,6 +124,21 @@ def resolve_lm(model: str | Path | None = None) -> Path:
     return path
 
 
+@lru_cache(maxsize=4)
+def load_tokenizer(model: str | None = None) -> PreTrainedTokenizerBase:
+    """The tokenizer of a local model folder (``None``: the bundled Gemma 3 270M's), offline.
+
+    Raises:
+        ConfigError: if the folder is not a local model, or the ``local`` extra is missing.
+    """
+    try:
+        from transformers import AutoTokenizer
+    except ImportError:
+        raise _missing("transformers", "local") from None
+    folder = resolve_lm(model)
+    return AutoTokenizer.from_pretrained(str(folder), local_files_only=True)
+
+
 @lru_cache(maxsize=2)
 def load_causal_lm(
     model: str | None = None, device: str | None = None, dtype: str = "float32"
@@ -138,13 +153,13 @@ def load_causal_lm(
     """
     try:
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
     except ImportError:
         raise _missing("transformers", "local") from None
     folder = resolve_lm(model)
+    tokenizer = load_tokenizer(model)
     device = device or ("cuda" if torch.cuda.is_available() else "cpu")
     kwargs: dict[str, Any] = {"dtype": getattr(torch, dtype)}
-    tokenizer = AutoTokenizer.from_pretrained(str(folder))
     lm = AutoModelForCausalLM.from_pretrained(str(folder), **kwargs)
     lm.to(device)
     lm.eval()

@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
 import yaml
 
 from iclkit._version import __version__
 from iclkit.builder import PromptBuilder
-from iclkit.errors import IclkitError
+from iclkit.cli_errors import friendly_errors
 from iclkit.pool import Pool
 from iclkit.registry import GROUPS, Registry
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly_errors(command: F) -> F:
-    """Turn iclkit's input errors into one clean ``Error: ...`` line and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (IclkitError, FileNotFoundError) as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper  # type: ignore[return-value]
 
 
 def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, Any]:
@@ -158,7 +141,7 @@ def _options_for(registry: Registry[Any], name: str, candidates: dict[str, Any])
 )
 @click.option("--allow-fewer", is_flag=True, help="Use fewer than k demos if the pool is small.")
 @click.option("--json", "as_json", is_flag=True, help="Print the prompt and its provenance.")
-@_friendly_errors
+@friendly_errors
 def build(
     pool_path: Path,
     queries: tuple[str, ...],
@@ -251,11 +234,14 @@ def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:
 
 
 # Command groups defined in their own modules (imported after `main` exists).
+from iclkit.classifier_cli import predict, tune  # noqa: E402
 from iclkit.experiment.cli import report, run  # noqa: E402
 from iclkit.mech.cli import mech  # noqa: E402
 
 main.add_command(run)
 main.add_command(report)
+main.add_command(tune)
+main.add_command(predict)
 main.add_command(mech)
 
 if __name__ == "__main__":  # pragma: no cover

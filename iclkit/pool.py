@@ -56,6 +56,48 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, An
             yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
 
 
+def _file_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """The numbered records of a ``.jsonl``/``.json``/``.ndjson``, ``.csv`` or ``.tsv`` file.
+
+    Raises:
+        DataError: for another suffix, or a malformed line.
+    """
+    suffix = path.suffix.lower()
+    if suffix in (".jsonl", ".json", ".ndjson"):
+        return _jsonl_rows(path)
+    if suffix in (".csv", ".tsv"):
+        return _csv_rows(path, "\t" if suffix == ".tsv" else ",")
+    raise DataError(
+        f"unsupported file type {suffix!r}",
+        path=path,
+        fix="use .jsonl, .csv, .tsv, or a folder saved by datasets' save_to_disk",
+    )
+
+
+def read_queries(path: str | Path, field_map: FieldMap) -> list[Example]:
+    """Read queries to predict from a ``.jsonl``, ``.csv`` or ``.tsv`` file (labels optional).
+
+    Records are read through ``field_map``; a record's label, when it has one, is kept as the
+    query's gold output. Rows without an id get ``row-N`` (their line number).
+
+    Raises:
+        FileNotFoundError: if the file does not exist.
+        DataError: naming the file and line of a malformed record or a missing input field.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"{path}: no such file")
+    queries = []
+    for number, record in _file_rows(path):
+        example = field_map.to_example(
+            record, where=(str(path), number, "line"), require_output=False
+        )
+        if example.id is None:
+            example = example.model_copy(update={"id": f"row-{number}"})
+        queries.append(example)
+    return queries
+
+
 class Pool(Sequence[Example]):
     """An immutable, indexed collection of labelled :class:`Example` objects.
 
@@ -249,18 +291,7 @@ class Pool(Sequence[Example]):
 
             dataset = load_from_disk(str(path))
             return cls._from_rows(_numbered(dataset), mapping, source=str(path), unit="record")
-        suffix = path.suffix.lower()
-        if suffix in (".jsonl", ".json", ".ndjson"):
-            rows = _jsonl_rows(path)
-        elif suffix in (".csv", ".tsv"):
-            rows = _csv_rows(path, "\t" if suffix == ".tsv" else ",")
-        else:
-            raise DataError(
-                f"unsupported file type {suffix!r}",
-                path=path,
-                fix="use .jsonl, .csv, .tsv, or a folder saved by datasets' save_to_disk",
-            )
-        return cls._from_rows(rows, mapping, source=str(path), unit="line")
+        return cls._from_rows(_file_rows(path), mapping, source=str(path), unit="line")
 
     @classmethod
     def _from_rows(

@@ -57,7 +57,8 @@ class Prompt(BaseModel):
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``iclkit build --json``.
 
-        ``{"prompt", "messages", "demos": [{"index", "score", "input", "output"}], "dropped"}``.
+        ``{"prompt", "messages", "demos": [{"index", "id", "score", "input", "output"}],
+        "dropped"}``.
         """
         return {
             "prompt": self.text,
@@ -66,10 +67,22 @@ class Prompt(BaseModel):
             "dropped": [_demo_json(demo) for demo in self.dropped],
         }
 
+    def to_openai_messages(self) -> list[dict[str, str]]:
+        """The chat messages in the form the OpenAI SDK takes: ``[{"role", "content"}]``.
+
+        With the ``chat`` formatter this is the system instruction, one user/assistant turn
+        per demonstration and the query's user turn; with the ``text`` formatter it is the
+        whole prompt as one user message::
+
+            client.chat.completions.create(model=..., messages=prompt.to_openai_messages())
+        """
+        return [{"role": message.role, "content": message.content} for message in self.messages]
+
 
 def _demo_json(demo: Demonstration) -> dict[str, Any]:
     return {
         "index": demo.index,
+        "id": demo.example.id,
         "score": demo.score,
         "input": demo.example.input,
         "output": demo.example.output,

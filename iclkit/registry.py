@@ -1,4 +1,4 @@
-"""The plugin registry: entry-point groups for selectors, orderers, formatters and backends.
+"""The plugin registry: one entry-point group per kind of component (selectors, backends, ...).
 
 Built-in components are declared in iclkit's own ``pyproject.toml`` under the same entry-point
 groups a third-party package uses, so both are found the same way::
@@ -29,6 +29,7 @@ from iclkit.errors import (
 
 if TYPE_CHECKING:
     from iclkit.backends.base import Backend
+    from iclkit.calibrators.base import Calibrator
     from iclkit.formatters.base import Formatter
     from iclkit.orderers.base import Orderer
     from iclkit.selectors.base import Selector
@@ -253,15 +254,20 @@ formatters: Registry[Formatter] = Registry(
     "iclkit.formatters", "formatter", "iclkit.formatters.base:Formatter"
 )
 backends: Registry[Backend] = Registry("iclkit.backends", "backend", "iclkit.backends.base:Backend")
+calibrators: Registry[Calibrator] = Registry(
+    "iclkit.calibrators", "calibrator", "iclkit.calibrators.base:Calibrator"
+)
 
 GROUPS: dict[str, Registry[Any]] = {
     "selectors": selectors,
     "orderers": orderers,
     "formatters": formatters,
     "backends": backends,
+    "calibrators": calibrators,
 }
 
 register_selector = selectors.register
 register_orderer = orderers.register
 register_formatter = formatters.register
 register_backend = backends.register
+register_calibrator = calibrators.register

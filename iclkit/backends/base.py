@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -9,18 +10,9 @@ from dataclasses import dataclass
 from iclkit.errors import BackendError
 from iclkit.prompt import Prompt
 
-
-@dataclass(frozen=True)
-class Capabilities:
-    """What a backend can do.
-
-    ``chat``: takes chat messages; ``completion``: takes plain text prompts; ``logprobs``: can
-    return log-probabilities, so :meth:`Backend.score` works.
-    """
-
-    chat: bool
-    completion: bool
-    logprobs: bool
+logger = logging.getLogger("iclkit.backends")
+#: Backends (by identity) already told that their token budgets count words.
+_WORD_COUNTED: set[str] = set()
 
 
 @dataclass(frozen=True)
@@ -44,13 +36,22 @@ class Backend(ABC):
 
     @property
     @abstractmethod
-    def capabilities(self) -> Capabilities:
-        """What this backend supports."""
-
-    @property
-    @abstractmethod
     def identity(self) -> str:
         """A stable string naming the backend and model (for caches and results; no secrets)."""
+
+    def count_tokens(self, text: str) -> int:
+        """The length of ``text`` in this backend's tokens, for token budgets.
+
+        Backends with a tokenizer override this. The default counts whitespace-separated
+        words, a rough stand-in, and logs once that it does.
+        """
+        if self.identity not in _WORD_COUNTED:
+            _WORD_COUNTED.add(self.identity)
+            logger.warning(
+                "%s has no offline tokenizer: token budgets count whitespace-separated words",
+                self.identity,
+            )
+        return len(text.split())
 
     @abstractmethod
     def generate(

@@ -16,7 +16,7 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
-from iclkit.backends.base import Backend, Capabilities, ContinuationScore, check_candidates
+from iclkit.backends.base import Backend, ContinuationScore, check_candidates
 from iclkit.backends.label_scoring import score_naive, score_shared, splits_cleanly
 from iclkit.backends.prefix_cache import PrefixCache
 from iclkit.bundled_models import BUNDLED_LM, load_causal_lm
@@ -85,14 +85,18 @@ class LocalBackend(Backend):
         )
 
     @property
-    def capabilities(self) -> Capabilities:
-        """Plain-text prompts with log-probabilities; chat messages are not used."""
-        return Capabilities(chat=False, completion=True, logprobs=True)
-
-    @property
     def identity(self) -> str:
         """``local:<model>`` with the bundled model's name or the folder given."""
         return f"local:{self.model or BUNDLED_LM}"
+
+    def count_tokens(self, text: str) -> int:
+        """The number of the model's own tokens in ``text`` (its tokenizer, special tokens too).
+
+        Raises:
+            ConfigError: if the model cannot be loaded.
+        """
+        _, tokenizer = self._lm()
+        return len(tokenizer(text).input_ids)
 
     def _lm(self) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
         return load_causal_lm(self.model, self.device, self.dtype)

@@ -41,7 +41,7 @@ from tenacity import (
 )
 from tqdm.auto import tqdm
 
-from iclkit.backends.base import Backend, Capabilities, ContinuationScore, check_candidates
+from iclkit.backends.base import Backend, ContinuationScore, check_candidates
 from iclkit.backends.response_cache import ResponseCache
 from iclkit.bundled_models import cache_dir
 from iclkit.errors import BackendError, ConfigError
@@ -116,6 +116,10 @@ class OpenAIBackend(Backend):
         scoring: ``"echo"`` or ``"top_logprobs"``; default ``"echo"`` in completion mode and
             ``"top_logprobs"`` in chat mode (the only path there).
         top_logprobs: alternatives asked for in ``top_logprobs`` scoring.
+        tokenizer: the model's tokenizer for token budgets, read offline: a local Hugging Face
+            tokenizer folder, or ``"gemma-3-270m"`` for the bundled model's (the model the
+            bundled llama.cpp server runs). Without one, token budgets count
+            whitespace-separated words (logged once).
 
     Raises:
         ConfigError: for an unknown ``mode`` or ``scoring``, echo scoring in chat mode, or a
@@ -138,6 +142,7 @@ class OpenAIBackend(Backend):
         logprobs: bool = True,
         scoring: Literal["echo", "top_logprobs"] | None = None,
         top_logprobs: int = 20,
+        tokenizer: str | None = None,
     ) -> None:
         if mode not in ("completion", "chat"):
             raise ConfigError(f"mode must be 'completion' or 'chat', got {mode!r}")
@@ -162,6 +167,7 @@ class OpenAIBackend(Backend):
         self.logprobs = logprobs
         self.scoring = scoring or ("top_logprobs" if mode == "chat" else "echo")
         self.top_logprobs = top_logprobs
+        self.tokenizer = tokenizer
         self.requests_sent_ = 0
         self._checked_model = False
 
@@ -170,16 +176,24 @@ class OpenAIBackend(Backend):
         return f"OpenAIBackend(model={self.model!r}, base_url={self._base_url()!r})"
 
     @property
-    def capabilities(self) -> Capabilities:
-        """Chat or completion per ``mode``; log-probabilities unless ``logprobs=False``."""
-        return Capabilities(
-            chat=self.mode == "chat", completion=self.mode == "completion", logprobs=self.logprobs
-        )
-
-    @property
     def identity(self) -> str:
         """``openai:<model>@<base_url>`` (no credentials)."""
         return f"openai:{self.model}@{self._base_url()}"
+
+    def count_tokens(self, text: str) -> int:
+        """The number of tokens in ``text`` by the ``tokenizer`` option, read offline.
+
+        Without a ``tokenizer`` it counts whitespace-separated words (and logs once that it
+        does): OpenAI's own tokenizers cannot be loaded offline.
+
+        Raises:
+            ConfigError: if the tokenizer folder cannot be read.
+        """
+        if self.tokenizer is None:
+            return super().count_tokens(text)
+        from iclkit.bundled_models import load_tokenizer
+
+        return len(load_tokenizer(self.tokenizer)(text).input_ids)
 
     def _base_url(self) -> str:
         return (self.base_url or os.environ.get("OPENAI_BASE_URL") or DEFAULT_BASE_URL).rstrip("/")

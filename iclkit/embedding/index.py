@@ -20,7 +20,7 @@ import numpy as np
 import numpy.typing as npt
 
 from iclkit.embedding.base import Vectors
-from iclkit.errors import ConfigError
+from iclkit.errors import ConfigError, DataError
 from iclkit.validation import check_int
 
 if TYPE_CHECKING:
@@ -172,6 +172,36 @@ class VectorIndex:
             )
         os.replace(partial, path)
 
+    def load(self, path: str | Path, vectors: Vectors) -> Self:
+        """Load the index saved at ``path``, which must have been built from exactly ``vectors``.
+
+        Raises:
+            DataError: if the file cannot be read or was built for other vectors or settings.
+        """
+        path = Path(path)
+        expected = self.fingerprint(vectors)
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                found = str(saved["fingerprint"])
+                if found != expected:
+                    raise DataError(
+                        f"the index was built for another pool or other settings (fingerprint "
+                        f"{found[:12]}, expected {expected[:12]})",
+                        path=path,
+                        fix="rebuild it from the pool",
+                    )
+                self.index_ = _faiss().deserialize_index(saved["index"])
+                self.kind_ = str(saved["kind"])
+                self.fingerprint_ = found
+        except (OSError, ValueError, KeyError, RuntimeError) as error:
+            if isinstance(error, DataError):
+                raise
+            raise DataError(
+                f"the index cannot be read ({error})", path=path, fix="rebuild it from the pool"
+            ) from None
+        self.loaded_ = True
+        return self
+
     def build_or_load(self, vectors: Vectors, path: str | Path | None) -> Self:
         """Load the index saved at ``path`` if it was built from exactly ``vectors``, else build.
 
@@ -187,25 +217,10 @@ class VectorIndex:
             return self.build(vectors)
         path = Path(path)
         if path.exists():
-            expected = self.fingerprint(vectors)
             try:
-                with np.load(path, allow_pickle=False) as saved:
-                    found = str(saved["fingerprint"])
-                    if found == expected:
-                        self.index_ = _faiss().deserialize_index(saved["index"])
-                        self.kind_ = str(saved["kind"])
-                        self.fingerprint_ = found
-                        self.loaded_ = True
-                        return self
-                logger.warning(
-                    "index %s was built for another pool or other settings "
-                    "(fingerprint %s, expected %s); rebuilding it",
-                    path,
-                    found[:12],
-                    expected[:12],
-                )
-            except (OSError, ValueError, KeyError, RuntimeError) as error:
-                logger.warning("index %s cannot be read (%s); rebuilding it", path, error)
+                return self.load(path, vectors)
+            except DataError as error:
+                logger.warning("%s; rebuilding it", error)
         self.build(vectors)
         self.save(path)
         return self

@@ -18,9 +18,8 @@ from typing import TYPE_CHECKING, Any
 from iclkit.experiment.config import (
     DataConfig,
     ExperimentConfig,
-    PromptConfig,
     RunConfig,
-    SweepConfig,
+    TuneConfig,
     load_config,
     validate_config,
 )
@@ -51,10 +50,9 @@ __all__ = [
     "DataConfig",
     "ExperimentConfig",
     "Plan",
-    "PromptConfig",
     "Report",
     "RunConfig",
-    "SweepConfig",
+    "TuneConfig",
     "load_config",
     "plan_experiment",
     "render_report",

@@ -54,9 +54,9 @@ def run(
       iclkit run grid.yaml --out runs/sst2 --dry-run
     """
     from iclkit.experiment.config import load_config
-    from iclkit.experiment.metrics import describe
     from iclkit.experiment.report import markdown_table, seeds_table
     from iclkit.experiment.runner import plan_experiment, run_experiment
+    from iclkit.experiment.tables import describe
 
     try:
         config = load_config(config_path)

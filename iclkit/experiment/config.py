@@ -1,19 +1,25 @@
-"""The experiment configuration: data, prompt and the grid to sweep, validated by pydantic.
+"""The experiment configuration: data, the base pipeline, the grid to sweep, run settings.
 
 The same model is the YAML file (``load_config``, read with ``yaml.safe_load``) and the Python
 API (``ExperimentConfig(data=..., sweep=...)``). Paths in a YAML file are relative to the file.
+
+The ``pipeline`` section and every ``sweep`` key use the field names of
+:class:`~iclkit.spec.PipelineSpec` (``selector``, ``orderer``, ``formatter``, ``k``, ``seed``,
+``instruction``, ``token_budget``, ``backend``, ``classifier``), one to one; a dotted key
+(``classifier.calibration``, ``selector.fetch_k``) sweeps one option inside a field. A grid
+cell is a pipeline spec plus the two demonstration ablations, ``label_mode`` and
+``permutation``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
-    BeforeValidator,
     ConfigDict,
     Field,
     ValidationError,
@@ -21,44 +27,31 @@ from pydantic import (
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
 from iclkit.errors import ConfigError
-from iclkit.registry import Registry, backends, formatters, orderers, selectors
+from iclkit.secret_options import redact
+from iclkit.spec import PipelineSpec, label_words
 
 LabelMode = Literal["gold", "random", "flipped", "unrelated"]
-Scoring = Literal["loglik", "loglik-norm", "generate"]
+LABEL_MODES: tuple[str, ...] = ("gold", "random", "flipped", "unrelated")
 DataFormat = Literal["auto", "jsonl", "csv", "tsv", "hf", "label-text"]
+Metric = Literal["accuracy", "macro_f1"]
 
 DEFAULT_UNRELATED = ["foo", "bar", "baz", "qux", "quux", "corge", "grault", "garply"]
 
-
-def _component(value: Any, registry: Registry[Any]) -> dict[str, Any]:
-    """Normalise a component spec (``"name"`` or ``{"name": ..., **opts}``) and check it.
-
-    The component is constructed once (constructors only store their settings), so that an
-    unknown name or option fails when the config is read, not hours into a run.
-    """
-    if isinstance(value, str):
-        value = {"name": value}
-    if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
-        raise ValueError(
-            f"expected a {registry.kind} name or a mapping with a 'name' key and its options, "
-            f"got {value!r}"
-        )
-    name = value["name"]
-    available = registry.names()
-    if name not in available:
-        raise ValueError(
-            f"unknown {registry.kind} {name!r}; allowed: {', '.join(available)} "
-            "(`iclkit plugins` lists them; install the package that provides it)"
-        )
-    registry.create(value)  # ConfigError (a ValueError) for an option it does not take
-    return dict(value)
-
-
-SelectorSpec = Annotated[dict[str, Any], BeforeValidator(lambda v: _component(v, selectors))]
-OrdererSpec = Annotated[dict[str, Any], BeforeValidator(lambda v: _component(v, orderers))]
-BackendSpec = Annotated[dict[str, Any], BeforeValidator(lambda v: _component(v, backends))]
+#: Keys of older configs, with where their setting lives now (for the error message).
+_MOVED = {
+    "selectors": "selector",
+    "orderers": "orderer",
+    "seeds": "seed",
+    "backends": "backend",
+    "calibration": "classifier.calibration (none | contextual)",
+    "scoring": "classifier.method (loglik | loglik-norm | generate)",
+    "label_modes": "label_mode",
+}
+#: Sweep keys that are not pipeline fields: the demonstration ablations.
+ABLATIONS = ("label_mode", "permutations")
 
 
 def _as_list(value: Any) -> Any:
@@ -79,10 +72,12 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """Where the demonstration pool and the evaluation set come from, and their label space.
+    """Where the demonstration pool, the evaluation set and the dev set come from.
 
-    ``pool`` and ``eval`` are JSONL, CSV/TSV files, folders saved by ``datasets`` or
+    ``pool``, ``eval`` and ``dev`` are JSONL, CSV/TSV files, folders saved by ``datasets`` or
     ``LABEL TEXT`` line files (``format: label-text``, the SST-2 files of Zhao et al. 2021).
+    ``eval`` is what ``iclkit run`` evaluates on; ``iclkit tune`` never reads it: it chooses
+    on ``dev`` or, without one, on a dev split carved from the pool (``tune.dev_size``).
     ``labels`` is the label space: a list of labels, or a mapping label → verbalizer word (the
     word the model sees and scores). ``*_slice: [start, stop]`` keeps rows ``start`` to
     ``stop - 1`` (0-based, in file order); ``*_size`` then draws that many at random with
@@ -90,7 +85,8 @@ class DataConfig(_Strict):
     """
 
     pool: Path
-    eval: Path
+    eval: Path | None = None
+    dev: Path | None = None
     format: DataFormat = "auto"
     input_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
     output_field: str = "label"
@@ -102,7 +98,7 @@ class DataConfig(_Strict):
     eval_size: int | None = Field(default=None, gt=0)
     subsample_seed: int = Field(default=0, ge=0)
 
-    _paths = field_validator("pool", "eval", mode="before")(_resolve)
+    _paths = field_validator("pool", "eval", "dev", mode="before")(_resolve)
 
     @field_validator("input_fields", mode="before")
     @classmethod
@@ -112,14 +108,7 @@ class DataConfig(_Strict):
     @field_validator("labels", mode="before")
     @classmethod
     def _label_space(cls, value: Any) -> Any:
-        if isinstance(value, list):
-            value = {label: label for label in value}
-        if isinstance(value, Mapping):
-            words = [str(word) for word in value.values()]
-            if len(set(words)) != len(words):
-                raise ValueError(f"two labels share a verbalizer word: {words}")
-            return {str(label): str(word) for label, word in value.items()}
-        return value
+        return label_words(value)
 
     @field_validator("pool_slice", "eval_slice")
     @classmethod
@@ -129,87 +118,70 @@ class DataConfig(_Strict):
         return value
 
 
-class PromptConfig(_Strict):
-    """How a prompt is rendered: the formatter, its template, separator and instruction.
-
-    ``template`` is the text formatter's template (``{output}`` marks the label) or the chat
-    formatter's user-turn template.
-    """
-
-    formatter: Literal["text", "chat"] = "text"
-    template: str = "Input: {input}\nOutput: {output}"
-    separator: str = "\n\n"
-    instruction: str | None = None
-
-    @model_validator(mode="after")
-    def _template_builds(self) -> PromptConfig:
-        options: dict[str, Any] = {"name": self.formatter}
-        if self.formatter == "text":
-            options |= {"template": self.template, "separator": self.separator}
-        else:
-            options["input_template"] = self.template
-        formatters.create(options)  # raises TemplateError on a malformed template
-        return self
-
-
-class SweepConfig(_Strict):
-    """One grid: every combination of the listed values becomes a cell.
-
-    ``k: 0`` is zero-shot (the selector, orderer and label mode do not apply there). A scalar
-    stands for a one-element list. ``label_modes`` are the demonstration-label ablations:
-    ``gold``; ``random`` labels (Min et al. 2022); ``flipped`` labels and ``unrelated`` label
-    words such as foo/bar (Wei et al. 2023). ``permutations: N`` evaluates the same
-    demonstrations in N orders (Lu et al. 2022; the first is the orderer's own order).
-    """
-
-    selectors: list[SelectorSpec] = Field(default_factory=lambda: [{"name": "random"}])
-    k: list[int] = Field(default_factory=lambda: [4], min_length=1)
-    orderers: list[OrdererSpec] = Field(default_factory=lambda: [{"name": "as-selected"}])
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
-    backends: list[BackendSpec] = Field(default_factory=lambda: [{"name": "local"}])
-    calibration: list[bool] = Field(default_factory=lambda: [False], min_length=1)
-    scoring: list[Scoring] = Field(default_factory=lambda: ["loglik"], min_length=1)  # type: ignore[arg-type]
-    label_modes: list[LabelMode] = Field(default_factory=lambda: ["gold"], min_length=1)  # type: ignore[arg-type]
-    permutations: int = Field(default=1, ge=1)
-
-    @field_validator(
-        "selectors",
-        "k",
-        "orderers",
-        "seeds",
-        "backends",
-        "calibration",
-        "scoring",
-        "label_modes",
-        mode="before",
-    )
-    @classmethod
-    def _lists(cls, value: Any) -> Any:
-        return _as_list(value)
-
-    @field_validator("k", "seeds")
-    @classmethod
-    def _non_negative(cls, values: list[int]) -> list[int]:
-        bad = [value for value in values if value < 0]
-        if bad:
-            raise ValueError(f"values must be non-negative integers, got {bad}")
-        return values
-
-
 class RunConfig(_Strict):
-    """How predictions are computed: batch size, generation length, calibration inputs."""
+    """How a run proceeds: queries per work unit, and the words of the ``unrelated`` ablation."""
 
     batch_size: int = Field(default=8, gt=0)
-    max_tokens: int = Field(default=8, gt=0)
-    content_free_inputs: list[str] = Field(default_factory=lambda: ["N/A", "", "[MASK]"])
     unrelated_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_UNRELATED))
 
 
-class ExperimentConfig(_Strict):
-    """A whole experiment: the data, the prompt, one or more grids, and run settings.
+class TuneConfig(_Strict):
+    """How ``iclkit tune`` chooses: the metric, and the dev split carved from the pool.
 
-    ``sweep`` is a mapping (one grid) or a list of mappings whose cells are joined (the same
-    cell listed twice runs once), so that ablations can be run at one k only.
+    Without ``data.dev``, ``dev_size`` pool examples drawn with ``dev_seed`` become the dev
+    set, and the grid's demonstrations come from the rest of the pool. Ties on the metric go
+    to the pipeline with fewer prompt tokens per query.
+    """
+
+    metric: Metric = "accuracy"
+    dev_size: int = Field(default=200, gt=0)
+    dev_seed: int = Field(default=0, ge=0)
+
+
+def _grid(value: Any) -> Any:
+    """Normalise one sweep grid: every value a list (``permutations`` stays a count)."""
+    if not isinstance(value, Mapping):
+        return value
+    return {
+        str(key): item if key == "permutations" else _as_list(item) for key, item in value.items()
+    }
+
+
+def _problem(location: tuple[int | str, ...], message: str, value: Any) -> InitErrorDetails:
+    error = PydanticCustomError("sweep", message.replace("{", "{{").replace("}", "}}"))
+    return InitErrorDetails(type=error, loc=location, input=value)
+
+
+def set_path(spec: dict[str, Any], path: str, value: Any) -> None:
+    """Set ``value`` at a dotted ``path`` of a spec mapping (``classifier.calibration``).
+
+    A component given as a name is expanded to ``{"name": ...}`` before an option is set in it.
+
+    Raises:
+        ValueError: if a step of the path is neither a mapping nor a component name.
+    """
+    head, _, rest = path.partition(".")
+    if not rest:
+        spec[head] = value
+        return
+    inner = spec.get(head, {})
+    if isinstance(inner, str):
+        inner = {"name": inner}
+    if not isinstance(inner, Mapping):
+        raise ValueError(f"{head!r} is not a mapping, so {path!r} cannot be set")
+    inner = dict(inner)
+    set_path(inner, rest, value)
+    spec[head] = inner
+
+
+class ExperimentConfig(_Strict):
+    """A whole experiment: the data, the base pipeline, one or more grids, and run settings.
+
+    ``pipeline`` holds the :class:`~iclkit.spec.PipelineSpec` fields every cell shares (the
+    label space comes from ``data.labels``). ``sweep`` is a mapping (one grid) or a list of
+    mappings whose cells are joined (the same cell listed twice runs once); each key is a
+    pipeline field or a dotted path into one, or an ablation (``label_mode``: gold | random |
+    flipped | unrelated; ``permutations: N``: the same demonstrations in N orders).
 
     Raises:
         pydantic.ValidationError: from the constructor; :func:`load_config` and
@@ -218,26 +190,96 @@ class ExperimentConfig(_Strict):
 
     name: str = "experiment"
     data: DataConfig
-    prompt: PromptConfig = Field(default_factory=PromptConfig)
-    sweep: list[SweepConfig] = Field(min_length=1)
+    pipeline: dict[str, Any] = Field(default_factory=dict)
+    sweep: list[dict[str, Any]] = Field(min_length=1)
     run: RunConfig = Field(default_factory=RunConfig)
+    tune: TuneConfig = Field(default_factory=TuneConfig)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _moved_sections(cls, value: Any) -> Any:
+        if isinstance(value, Mapping) and "prompt" in value:
+            raise ValueError(
+                "the 'prompt' section moved into 'pipeline': pipeline.formatter ({name: text, "
+                "template: ..., separator: ...}) and pipeline.instruction"
+            )
+        return value
 
     @field_validator("sweep", mode="before")
     @classmethod
     def _sweeps(cls, value: Any) -> Any:
-        return _as_list(value)
+        return [_grid(grid) for grid in _as_list(value)]
+
+    def base_spec(self) -> dict[str, Any]:
+        """The ``pipeline`` section with the label space: what every cell starts from."""
+        return {**self.pipeline, "labels": self.data.labels}
 
     @model_validator(mode="after")
-    def _enough_unrelated_words(self) -> ExperimentConfig:
-        wanted = len(self.data.labels)
-        if any("unrelated" in grid.label_modes for grid in self.sweep) and (
-            len(set(self.run.unrelated_labels)) < wanted
-        ):
-            raise ValueError(
-                f"label mode 'unrelated' needs {wanted} distinct run.unrelated_labels "
-                f"(one per label), got {self.run.unrelated_labels}"
-            )
+    def _check(self) -> ExperimentConfig:
+        problems: list[InitErrorDetails] = []
+        base = self.base_spec()
+        try:
+            PipelineSpec.model_validate(base)
+        except ValidationError as error:
+            for item in error.errors():
+                location = ("pipeline", *item["loc"])
+                problems.append(_problem(location, item["msg"], redact(item["input"])))
+        for number, grid in enumerate(self.sweep):
+            problems += self._grid_problems(number, grid, base)
+        if problems:
+            raise ValidationError.from_exception_data("ExperimentConfig", problems)
         return self
+
+    def _grid_problems(
+        self, number: int, grid: dict[str, Any], base: dict[str, Any]
+    ) -> list[InitErrorDetails]:
+        """Check each swept value on its own against the base pipeline."""
+        problems = []
+        fields = set(PipelineSpec.model_fields) - {"labels"}
+        for key, values in grid.items():
+            where: tuple[int | str, ...] = ("sweep", number, key)
+            if key == "permutations":
+                if isinstance(values, bool) or not isinstance(values, int) or values < 1:
+                    problems.append(_problem(where, "a count of orders, at least 1", values))
+                continue
+            if key in _MOVED:
+                message = f"renamed: write {_MOVED[key]}"
+                problems.append(_problem(where, message, redact(values)))
+                continue
+            if key.partition(".")[0] not in fields | {"label_mode"}:
+                allowed = ", ".join(sorted(fields | set(ABLATIONS)))
+                message = f"unknown key; a sweep key is a pipeline field ({allowed})"
+                problems.append(_problem(where, message, redact(values)))
+                continue
+            if not values:
+                problems.append(_problem(where, "an empty list sweeps nothing", values))
+            for index, value in enumerate(values):
+                found = self._value_problem(key, value, base)
+                if found is not None:
+                    problems.append(_problem((*where, index), found, redact(value)))
+        return problems
+
+    def _value_problem(self, key: str, value: Any, base: dict[str, Any]) -> str | None:
+        if key == "label_mode":
+            if value not in LABEL_MODES:
+                return f"allowed: {', '.join(repr(mode) for mode in LABEL_MODES)}"
+            if value == "unrelated" and len(set(self.run.unrelated_labels)) < len(self.data.labels):
+                return (
+                    f"needs {len(self.data.labels)} distinct run.unrelated_labels (one per "
+                    f"label), got {self.run.unrelated_labels}"
+                )
+            return None
+        trial = dict(base)
+        try:
+            set_path(trial, key, value)
+            PipelineSpec.model_validate(trial)
+        except (ValidationError, ValueError, ConfigError) as error:
+            if isinstance(error, ValidationError):
+                return "; ".join(
+                    item["msg"].removeprefix("Value error, ") for item in error.errors()
+                )
+            return str(error)
+        return None
 
 
 def _dotted(location: tuple[int | str, ...], raw: Any) -> str:
@@ -259,7 +301,7 @@ def config_error(error: ValidationError, raw: Any, source: str) -> ConfigError:
     """One :class:`ConfigError` for all the problems in ``error``, each on its own line.
 
     Each line names the key (dotted path), the problem with the allowed values, and the bad
-    value.
+    value (secret options shown as ``<redacted>``).
     """
     lines = []
     for problem in error.errors():
@@ -268,7 +310,7 @@ def config_error(error: ValidationError, raw: Any, source: str) -> ConfigError:
             message = "unknown key; check its spelling against the documented keys"
         line = f"  {_dotted(tuple(problem['loc']), raw)}: {message}"
         if problem["type"] not in ("missing",):
-            line += f" (got {problem['input']!r})"
+            line += f" (got {redact(problem['input'])!r})"
         lines.append(line)
     count = len(lines)
     return ConfigError(

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from iclkit.errors import DataError
+from iclkit.errors import ConfigError, DataError
 from iclkit.experiment.config import DataConfig
 from iclkit.pool import Pool
 
@@ -53,6 +53,7 @@ def _read_label_text(path: Path, config: DataConfig) -> Pool:
 
 
 def _read(path: Path, config: DataConfig) -> Pool:
+    """Read one data file or folder through the config's format and field mapping."""
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder (from the config's data section)")
     if config.format == "label-text":
@@ -119,7 +120,7 @@ def _check(pool: Pool, split: str, config: DataConfig) -> None:
                 field=config.output_field,
                 fix="add the label to data.labels, or correct the data",
             )
-        if split == "eval" and not example.text.strip():
+        if split in ("eval", "dev") and not example.text.strip():
             raise DataError(
                 f"data.eval: example {number} (id {example.id!r}) has an empty input",
                 path=pool.source,
@@ -138,6 +139,18 @@ def _fingerprint(*pools: Pool) -> str:
     return digest.hexdigest()
 
 
+def load_pool(config: DataConfig) -> Pool:
+    """Read, slice, subsample and check the demonstration pool alone.
+
+    Raises:
+        FileNotFoundError: if the file or folder does not exist.
+        DataError: as :func:`load_data`.
+    """
+    pool = _select(_read(config.pool, config), "pool", config, config.pool_slice, config.pool_size)
+    _check(pool, "pool", config)
+    return pool
+
+
 def load_data(config: DataConfig) -> ExperimentData:
     """Read, slice, subsample and check the pool and the evaluation set.
 
@@ -145,11 +158,52 @@ def load_data(config: DataConfig) -> ExperimentData:
         FileNotFoundError: if a file or folder does not exist.
         DataError: naming the file, example and field of a malformed record, a label outside
             the label space, an empty evaluation input, or an empty slice.
+        ConfigError: if ``config.eval`` is not set.
     """
-    pool = _select(_read(config.pool, config), "pool", config, config.pool_slice, config.pool_size)
+    if config.eval is None:
+        raise ConfigError("data.eval is missing. Fix: name the evaluation set in data.eval")
+    pool = load_pool(config)
     evaluation = _select(
         _read(config.eval, config), "eval", config, config.eval_slice, config.eval_size
     )
-    _check(pool, "pool", config)
     _check(evaluation, "eval", config)
     return ExperimentData(pool=pool, eval=evaluation, fingerprint=_fingerprint(pool, evaluation))
+
+
+def load_dev_data(config: DataConfig, dev_size: int, dev_seed: int) -> ExperimentData:
+    """The pool and the dev set a pipeline is chosen on; ``config.eval`` is never read.
+
+    The dev set is ``config.dev`` when given; otherwise ``dev_size`` pool examples drawn with
+    ``dev_seed``, and the pool keeps the rest (a dev example is never a demonstration). The
+    returned data's ``eval`` is the dev set.
+
+    Raises:
+        FileNotFoundError: if a file or folder does not exist.
+        DataError: as :func:`load_data`, or if the pool is too small to carve the dev set from.
+    """
+    pool = load_pool(config)
+    if config.dev is not None:
+        dev = _select(_read(config.dev, config), "dev", config, None, None)
+    else:
+        if dev_size >= len(pool):
+            raise DataError(
+                f"tune.dev_size is {dev_size} but the pool has only {len(pool)} examples",
+                path=pool.source,
+                fix="lower tune.dev_size, or give a dev set in data.dev",
+            )
+        chosen = set(np.random.default_rng(dev_seed).choice(len(pool), dev_size, replace=False))
+        examples = list(pool)
+        dev = Pool(
+            [examples[i] for i in sorted(chosen)],
+            input_fields=pool.input_fields,
+            output_field=pool.output_field,
+            source=pool.source,
+        )
+        pool = Pool(
+            [example for i, example in enumerate(examples) if i not in chosen],
+            input_fields=pool.input_fields,
+            output_field=pool.output_field,
+            source=pool.source,
+        )
+    _check(dev, "dev", config)
+    return ExperimentData(pool=pool, eval=dev, fingerprint=_fingerprint(pool, dev))

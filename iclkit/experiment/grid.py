@@ -1,172 +1,167 @@
-"""Expand an experiment config into grid cells, and count the model calls they need."""
+"""Expand an experiment config into grid cells (pipeline specs), and count their model calls."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
-import inspect
 import itertools
 import json
 import math
+from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import Field
 
 from iclkit.errors import ConfigError
-from iclkit.experiment.config import ExperimentConfig
-from iclkit.registry import Registry, orderers, selectors
+from iclkit.experiment.ablations import verbalizer_for
+from iclkit.experiment.config import ExperimentConfig, LabelMode, set_path
+from iclkit.registry import calibrators, orderers, selectors
+from iclkit.spec import PipelineSpec, takes_seed
 
 
-class Cell(BaseModel):
-    """One point of the grid: everything that decides the predictions for the evaluation set.
+class Cell(PipelineSpec):
+    """One point of the grid: a :class:`~iclkit.spec.PipelineSpec` plus the two ablations.
 
-    ``selector`` and ``orderer`` are the component specs with the cell's seed filled in where
-    the component takes one; both are ``None`` for zero-shot (``k = 0``). ``seed`` is ``None``
-    when nothing in the cell is random. ``permutation`` 0 is the orderer's own order; p > 0 a
-    seeded permutation of it (the same one for every query). ``id`` is a hash of all of this
-    and of the experiment's data, prompt and run settings.
+    ``label_mode`` changes the demonstrations' labels (see :mod:`iclkit.experiment.ablations`);
+    ``permutation`` 0 is the orderer's own order, p > 0 a seeded permutation of it (the same
+    one for every query). Zero-shot cells (``k = 0``) keep the default selector and orderer and
+    no seed; ``seed`` is ``None`` when nothing in the cell is random. ``id`` is a hash of all
+    of this and of the experiment's data and run settings; secret options play no part.
     """
 
-    model_config = ConfigDict(frozen=True)
-
-    id: str
-    selector: dict[str, Any] | None
-    k: int
-    orderer: dict[str, Any] | None
-    seed: int | None
-    backend: dict[str, Any]
-    calibration: bool
-    scoring: str
-    label_mode: str
-    permutation: int
+    label_mode: LabelMode = "gold"
+    permutation: int = Field(default=0, ge=0)
+    id: str = ""
 
     def params(self) -> dict[str, Any]:
         """The cell's parameters (everything but the id) as a JSON-ready mapping."""
         return self.model_dump(mode="json", exclude={"id"})
 
+    def pipeline(self, unrelated: Sequence[str]) -> PipelineSpec:
+        """The pipeline that makes and scores this cell's prompts, without the ablation fields.
+
+        Its labels are shown as the label mode's words (``unrelated``: the ``unrelated`` words,
+        one per label; otherwise the cell's own). The spec keeps the cell's secret options.
+        """
+        fields = self.model_dump(exclude={"id", "label_mode", "permutation"})
+        fields["labels"] = verbalizer_for(self.label_mode, self.labels, unrelated)
+        return PipelineSpec.model_validate(fields).with_secrets_of(self)
+
+    @property
+    def prompt_key(self) -> str:
+        """Equal for cells that build the same prompts (they differ only in ``classifier``)."""
+        return json.dumps(
+            self.model_dump(mode="json", exclude={"id", "classifier"}), sort_keys=True
+        )
+
     @property
     def selector_name(self) -> str:
         """The selector's display name: ``zero-shot`` for k = 0, else name and options."""
-        return "zero-shot" if self.selector is None else component_label(self.selector)
-
-    @property
-    def orderer_name(self) -> str:
-        """The orderer's display name (``-`` for zero-shot)."""
-        return "-" if self.orderer is None else component_label(self.orderer)
+        return "zero-shot" if self.k == 0 else component_label(self.selector)
 
 
-def component_label(spec: dict[str, Any]) -> str:
-    """``{"name": "mmr", "lambda_": 0.5, "seed": 1}`` → ``mmr(lambda_=0.5)`` (seed left out)."""
-    options = {key: value for key, value in spec.items() if key not in ("name", "seed")}
+def component_label(spec: dict[str, Any] | None) -> str:
+    """``{"name": "mmr", "lambda_": 0.5}`` → ``mmr(lambda_=0.5)``; long values are shortened."""
+    if spec is None:
+        return "none"
+    options = {key: value for key, value in spec.items() if key != "name"}
     if not options:
         return str(spec["name"])
-    inner = ",".join(f"{key}={value}" for key, value in sorted(options.items()))
-    return f"{spec['name']}({inner})"
-
-
-def _with_seed(
-    registry: Registry[Any], spec: dict[str, Any], seed: int
-) -> tuple[dict[str, Any], bool]:
-    """The spec with ``seed`` filled in when the component takes one the spec does not fix."""
-    if "seed" in spec or "seed" not in inspect.signature(registry.get(spec["name"])).parameters:
-        return spec, False
-    return {**spec, "seed": seed}, True
+    shown = []
+    for key, value in sorted(options.items()):
+        text = repr(value) if isinstance(value, str) else str(value)
+        shown.append(f"{key}={text[:24] + '…' if len(text) > 25 else text}")
+    return f"{spec['name']}({','.join(shown)})"
 
 
 def context_key(config: ExperimentConfig, data_fingerprint: str) -> str:
     """A hash of everything outside the cells that changes predictions.
 
-    That is the data content, the label space, the prompt and the run settings that reach the
-    model (generation length, content-free inputs, unrelated label words).
+    That is the data content and the words of the ``unrelated`` label ablation.
     """
-    payload = {
-        "data": data_fingerprint,
-        "labels": config.data.labels,
-        "prompt": config.prompt.model_dump(mode="json"),
-        "run": config.run.model_dump(mode="json", exclude={"batch_size"}),
-    }
+    payload = {"data": data_fingerprint, "unrelated": config.run.unrelated_labels}
     return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
 
 
-def _cell(context: str, **params: Any) -> Cell:
-    blob = json.dumps([context, params], sort_keys=True, default=str).encode()
-    return Cell(id=hashlib.sha256(blob).hexdigest()[:12], **params)
+def _paths_in_order(keys: list[str]) -> list[str]:
+    """Whole fields before dotted paths into them.
+
+    So that ``selector.fetch_k`` sets an option of the ``selector`` the same combination chose.
+    """
+    return sorted(keys, key=lambda key: "." in key)
+
+
+def _collapse(raw: dict[str, Any]) -> dict[str, Any]:
+    """Drop what does not apply, so that no cell runs twice.
+
+    Zero-shot has no selector, orderer, label mode or permutation; generation has no
+    calibration.
+    """
+    classifier = raw.get("classifier")
+    if isinstance(classifier, dict) and classifier.get("method") == "generate":
+        raw["classifier"] = {k: v for k, v in classifier.items() if k != "calibration"}
+    if raw.get("k", PipelineSpec.model_fields["k"].default) == 0:
+        for key in ("selector", "orderer", "seed", "label_mode"):
+            raw.pop(key, None)
+    return raw
+
+
+def _random(spec: PipelineSpec, label_mode: str) -> bool:
+    """Whether anything in the cell draws from its seed."""
+    return (
+        takes_seed(selectors, spec.selector)
+        or takes_seed(orderers, spec.orderer)
+        or label_mode == "random"
+    )
 
 
 def expand_grid(config: ExperimentConfig, context: str, pool_size: int) -> list[Cell]:
     """Every distinct cell of every grid in ``config.sweep``, in sweep order.
 
-    Parameters that do not apply collapse: zero-shot has no selector, orderer, label mode or
-    permutation; a cell where nothing is random has no seed (its permutations are drawn from
-    seed 0); generation has no calibration.
+    Each grid is the product of its lists in the order its keys are written. Parameters that
+    do not apply collapse: zero-shot has no selector, orderer, label mode or permutation; a
+    cell where nothing is random has no seed (its permutations are drawn from seed 0);
+    generation has no calibration.
 
     Raises:
         ConfigError: if a k exceeds the pool size (naming the key).
-        PluginNotFoundError, PluginLoadError: if a component cannot be loaded.
     """
     cells: dict[str, Cell] = {}
     for number, grid in enumerate(config.sweep):
-        key = "sweep.k" if len(config.sweep) == 1 else f"sweep[{number}].k"
-        too_big = [k for k in grid.k if k > pool_size]
-        if too_big:
-            raise ConfigError(
-                f"{key}: k={too_big[0]} is larger than the pool ({pool_size} examples after "
-                f"data.pool_slice/pool_size); allowed: 0 to {pool_size}"
-            )
-        for k, selector, orderer, seed, backend, calibration, scoring, mode in itertools.product(
-            grid.k,
-            grid.selectors,
-            grid.orderers,
-            grid.seeds,
-            grid.backends,
-            grid.calibration,
-            grid.scoring,
-            grid.label_modes,
-        ):
-            shared = {
-                "k": k,
-                "backend": backend,
-                # Contextual calibration corrects label probabilities; generation has none.
-                "calibration": calibration and scoring != "generate",
-                "scoring": scoring,
-            }
-            if k == 0:
-                cell = _cell(
-                    context,
-                    selector=None,
-                    orderer=None,
-                    seed=None,
-                    label_mode="gold",
-                    permutation=0,
-                    **shared,
+        keys = [key for key in grid if key != "permutations"]
+        orders = int(grid.get("permutations", 1))
+        for combination in itertools.product(*(grid[key] for key in keys)):
+            raw = copy.deepcopy(config.base_spec())
+            chosen = dict(zip(keys, combination, strict=True))
+            for key in _paths_in_order(keys):
+                set_path(raw, key, chosen[key])
+            raw = _collapse(raw)
+            label_mode = raw.pop("label_mode", "gold")
+            spec = PipelineSpec.model_validate(raw)
+            if spec.k > pool_size:
+                where = "sweep.k" if len(config.sweep) == 1 else f"sweep[{number}].k"
+                raise ConfigError(
+                    f"{where}: k={spec.k} is larger than the pool ({pool_size} examples after "
+                    f"data.pool_slice/pool_size and the dev split); allowed: 0 to {pool_size}"
                 )
-                cells.setdefault(cell.id, cell)
-                continue
-            selector_spec, selector_seeded = _with_seed(selectors, selector, seed)
-            orderer_spec, orderer_seeded = _with_seed(orderers, orderer, seed)
-            seeded = selector_seeded or orderer_seeded or mode == "random"
-            for permutation in range(min(grid.permutations, math.factorial(k))):
-                cell = _cell(
-                    context,
-                    selector=selector_spec,
-                    orderer=orderer_spec,
-                    seed=seed if seeded else None,
-                    label_mode=mode,
-                    permutation=permutation,
-                    **shared,
-                )
+            if spec.k == 0 or not _random(spec, label_mode):
+                raw["seed"] = None
+            for permutation in range(min(orders if spec.k else 1, math.factorial(spec.k))):
+                cell = Cell.model_validate({**raw, "label_mode": label_mode})
+                cell = cell.model_copy(update={"permutation": permutation})
+                blob = json.dumps([context, cell.params()], sort_keys=True).encode()
+                cell = cell.model_copy(update={"id": hashlib.sha256(blob).hexdigest()[:12]})
                 cells.setdefault(cell.id, cell)
     return list(cells.values())
 
 
-def model_calls(cell: Cell, n_queries: int, n_content_free: int, batch_size: int) -> int:
-    """How many prompts the cell sends to its backend for ``n_queries`` evaluation queries.
+def model_calls(cell: PipelineSpec, n_queries: int) -> int:
+    """How many prompts the cell scores for ``n_queries`` evaluation queries (at most).
 
-    One per query; contextual calibration adds one per content-free input for each distinct
-    demonstration set in a batch: once per batch for zero-shot, at most once per query
-    otherwise (fewer when queries share their demonstrations).
+    One per query, plus the calibrator's probes of each (fewer when queries share their
+    demonstrations and so their probes).
     """
-    calls = n_queries
-    if cell.calibration:
-        sets = -(-n_queries // batch_size) if cell.k == 0 else n_queries
-        calls += n_content_free * sets
-    return calls
+    probes = 0
+    if cell.classifier.calibration is not None:
+        probes = calibrators.create(cell.classifier.calibration).probes_per_prompt()
+    return n_queries * (1 + probes)

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 from iclkit.errors import DataError
-from iclkit.experiment.metrics import CELL_COLUMNS, cell_rows, mean_std, order_spread, over_seeds
 from iclkit.experiment.store import (
     PLOT_K,
     PLOT_ORDER,
@@ -21,6 +20,7 @@ from iclkit.experiment.store import (
     ResultsStore,
     write_atomic,
 )
+from iclkit.experiment.tables import CELL_COLUMNS, cell_rows, mean_std, order_spread, over_seeds
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ def _summary_markdown(name: str, report: Report, n_records: int) -> str:
         "",
         "## Per cell",
         "",
-        markdown_table(report.cells, ["cell", *CELL_COLUMNS, "n", "accuracy", "macro_f1"]),
+        markdown_table(
+            report.cells, ["cell", *CELL_COLUMNS, "n", "accuracy", "macro_f1", "tokens", "calls"]
+        ),
     ]
     if report.orders:
         columns = [c for c in CELL_COLUMNS if c != "permutation"]
@@ -137,8 +139,8 @@ def _save(figure: Any, path: Path) -> None:
 
 
 def _panel_key(row: Mapping[str, Any]) -> str:
-    calibration = "calibrated" if row["calibration"] else "uncalibrated"
-    return f"{row['backend']} · {row['scoring']} · {calibration}"
+    calibration = "uncalibrated" if row["calibration"] == "none" else row["calibration"]
+    return f"{row['backend']} · {row['method']} · {calibration}"
 
 
 def _plot_k(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
@@ -205,7 +207,7 @@ def _plot_orders(orders: Sequence[Mapping[str, Any]], path: Path) -> bool:
         axis.vlines(position, min(values), max(values), color="grey", alpha=0.6)
         axis.scatter([position] * len(values), values, s=14, zorder=3)
         seed = "" if group["seed"] == "-" else f" s{group['seed']}"
-        calibration = " cal" if group["calibration"] else ""
+        calibration = "" if group["calibration"] == "none" else f" {group['calibration']}"
         names.append(
             f"{group['selector']}\nk={group['k']}{seed}\n{group['label_mode']}{calibration}"
         )
@@ -247,7 +249,7 @@ def render_report(folder: str | Path) -> Report:
     labels = info.get("labels") or sorted({record["gold"] for record in records})
     rows = cell_rows(cells, records, labels, info.get("eval_size"))
     report = Report(cells=rows, seeds=over_seeds(rows), orders=order_spread(rows), files=[])
-    columns = ["cell", *CELL_COLUMNS, "n", "accuracy", "macro_f1"]
+    columns = ["cell", *CELL_COLUMNS, "n", "accuracy", "macro_f1", "tokens", "calls"]
     write_atomic(store.folder / SUMMARY_CSV, _csv(rows, columns))
     name = str(info.get("name", store.folder.name))
     write_atomic(store.folder / SUMMARY_MD, _summary_markdown(name, report, len(records)))

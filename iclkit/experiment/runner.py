@@ -1,18 +1,22 @@
-"""Run an experiment grid: build every cell's prompts, predict, and append the results.
+"""Run an experiment grid: split it into work units, run them, and append their results.
 
-``plan_experiment`` loads the data and expands the grid (all a dry run needs);
-``run_experiment`` runs the cells not yet finished in the output folder and renders the
-report. Predictions already in ``results.jsonl`` are never recomputed, so a run that was
-interrupted (Ctrl-C, crash, kill) continues where it stopped.
+``plan_experiment`` loads the data, expands the grid and splits it into :class:`WorkUnit` s
+(all a dry run needs); ``run_experiment`` runs the units not yet finished in the output folder
+and renders the report. A unit is a group of cells that build the same prompts (they differ
+only in how labels are read off the model) × a shard of the evaluation set; its records are
+appended in one write, so that units can run in any order, be retried, and be skipped when a
+re-run finds them finished. Predictions already in ``results.jsonl`` are never recomputed, so
+a run that was interrupted (Ctrl-C, crash, kill) continues where it stopped, and the finished
+``results.jsonl`` holds the same records in the same order however the run went.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections import defaultdict
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
+from collections.abc import Container, Iterator, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -21,33 +25,70 @@ from tqdm import tqdm
 from iclkit._version import __version__
 from iclkit.backends.base import Backend
 from iclkit.builder import PromptBuilder
+from iclkit.errors import ConfigError
 from iclkit.example import Example
-from iclkit.experiment.ablations import permute, relabel, verbalizer_for
+from iclkit.experiment.ablations import permute, relabel
 from iclkit.experiment.config import ExperimentConfig
 from iclkit.experiment.data import ExperimentData, load_data
 from iclkit.experiment.grid import Cell, context_key, expand_grid, model_calls
 from iclkit.experiment.report import Report, render_report
 from iclkit.experiment.store import ResultsStore
-from iclkit.formatters.base import Formatter
-from iclkit.inference import GenerationClassifier, LikelihoodClassifier, Prediction
+from iclkit.inference import Prediction
 from iclkit.prompt import Prompt
-from iclkit.registry import backends, formatters
+
+
+@dataclass(frozen=True)
+class WorkUnit:
+    """Cells that build the same prompts × a shard of the evaluation set.
+
+    ``index`` is the unit's place in the plan; ``cells`` and ``queries`` are ids, in grid and
+    evaluation-set order. A unit's records are all (cell, query) pairs of the two.
+    """
+
+    index: int
+    cells: tuple[str, ...]
+    queries: tuple[str, ...]
+
+    def pairs(self) -> list[tuple[str, str]]:
+        """The (cell id, query id) pairs the unit predicts, in record order."""
+        return [(cell, query) for cell in self.cells for query in self.queries]
 
 
 @dataclass(frozen=True)
 class Plan:
-    """An expanded experiment: its data, cells, and the model calls each cell makes."""
+    """An expanded experiment: its data, cells, work units and the model calls of each cell."""
 
     config: ExperimentConfig
     data: ExperimentData
     cells: list[Cell]
+    units: list[WorkUnit]
     calls: dict[str, int]
     grid_hash: str
+    _cells: dict[str, Cell] = field(init=False, repr=False, compare=False)
+    _queries: dict[str, Example] = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "_cells", {cell.id: cell for cell in self.cells})
+        object.__setattr__(self, "_queries", {str(q.id): q for q in self.data.eval})
 
     @property
     def predictions(self) -> int:
         """Predictions the whole grid makes (cells × evaluation queries)."""
         return len(self.cells) * len(self.data.eval)
+
+    def cell(self, cell_id: str) -> Cell:
+        """The cell with this id."""
+        return self._cells[cell_id]
+
+    def query(self, query_id: str) -> Example:
+        """The evaluation example with this id."""
+        return self._queries[query_id]
+
+    @cached_property
+    def order(self) -> dict[tuple[str, str], int]:
+        """Each (cell id, query id) pair's place in the finished ``results.jsonl``."""
+        pairs = (pair for unit in self.units for pair in unit.pairs())
+        return {pair: place for place, pair in enumerate(pairs)}
 
     def info(self) -> dict[str, Any]:
         """What ``run.json`` records: the grid, its cells, the label space and the config."""
@@ -63,143 +104,159 @@ class Plan:
         }
 
 
-def plan_experiment(config: ExperimentConfig) -> Plan:
-    """Load the data and expand the grid, without loading any model.
+def _units(cells: Sequence[Cell], queries: Sequence[Example], size: int) -> list[WorkUnit]:
+    groups: dict[str, list[str]] = {}
+    for cell in cells:
+        groups.setdefault(cell.prompt_key, []).append(cell.id)
+    ids = [str(query.id) for query in queries]
+    shards = [tuple(ids[start : start + size]) for start in range(0, len(ids), size)]
+    units: list[WorkUnit] = []
+    for members in groups.values():
+        for shard in shards:
+            units.append(WorkUnit(index=len(units), cells=tuple(members), queries=shard))
+    return units
+
+
+def plan_experiment(config: ExperimentConfig, data: ExperimentData | None = None) -> Plan:
+    """Load the data and expand the grid into cells and work units, without loading a model.
+
+    ``data`` replaces what ``config.data`` describes (``iclkit tune`` passes its dev split).
 
     Raises:
         FileNotFoundError: if a data file does not exist.
         DataError: for malformed data, labels outside the label space or empty inputs.
-        ConfigError: if a k exceeds the pool.
+        ConfigError: if the config has no evaluation set, or a k exceeds the pool.
     """
-    data = load_data(config.data)
+    if data is None:
+        if config.data.eval is None:
+            raise ConfigError(
+                "data.eval is missing: `iclkit run` evaluates the grid on it. Fix: add "
+                "data.eval (or use `iclkit tune`, which chooses on a dev split of the pool)"
+            )
+        data = load_data(config.data)
     context = context_key(config, data.fingerprint)
     cells = expand_grid(config, context, len(data.pool))
-    n_content_free = len(config.run.content_free_inputs)
-    calls = {
-        cell.id: model_calls(cell, len(data.eval), n_content_free, config.run.batch_size)
-        for cell in cells
-    }
+    calls = {cell.id: model_calls(cell, len(data.eval)) for cell in cells}
     grid_hash = hashlib.sha256(" ".join(sorted(calls)).encode()).hexdigest()[:16]
-    return Plan(config=config, data=data, cells=cells, calls=calls, grid_hash=grid_hash)
+    units = _units(cells, list(data.eval), config.run.batch_size)
+    return Plan(
+        config=config, data=data, cells=cells, units=units, calls=calls, grid_hash=grid_hash
+    )
 
 
-def _key(spec: Any) -> str:
-    return json.dumps(spec, sort_keys=True)
+def _json_key(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, default=str)
 
 
-class _Prompts:
-    """Builds a cell's prompts.
+class UnitRunner:
+    """Runs work units in one process, keeping what units share between them.
 
-    The base selection is built once per (selector, k, orderer); the cell's permutation,
-    label transform and verbalizer are applied on top.
+    One backend per backend spec (one loaded model) and one fitted builder per selection
+    (selector, k, orderer, seed, formatter, instruction, token budget, backend) live as long
+    as the runner.
     """
 
-    def __init__(self, config: ExperimentConfig, data: ExperimentData) -> None:
-        self.config = config
-        self.data = data
-        self._base: dict[str, dict[str, Prompt]] = {}
-        self._formatters: dict[str, Formatter] = {}
+    def __init__(self, plan: Plan) -> None:
+        self.plan = plan
+        self._backends: dict[str, Backend] = {}
+        self._builders: dict[str, PromptBuilder] = {}
 
-    def formatter(self, label_mode: str) -> Formatter:
-        words = verbalizer_for(
-            label_mode, self.config.data.labels, self.config.run.unrelated_labels
-        )
-        key = _key(words)
-        if key not in self._formatters:
-            prompt = self.config.prompt
-            spec: dict[str, Any] = {"name": prompt.formatter, "verbalizer": words}
-            if prompt.formatter == "text":
-                spec |= {"template": prompt.template, "separator": prompt.separator}
-            else:
-                spec["input_template"] = prompt.template
-            self._formatters[key] = formatters.create(spec)
-        return self._formatters[key]
+    def backend(self, cell: Cell) -> Backend:
+        """The backend of ``cell`` (made on first use, then shared)."""
+        key = _json_key(cell.options("backend"))
+        if key not in self._backends:
+            self._backends[key] = cell.create_backend()
+        return self._backends[key]
 
-    def base(self, cell: Cell) -> dict[str, Prompt]:
-        """The cell's base prompt for every evaluation query, keyed by query id.
+    def builder(self, cell: Cell) -> PromptBuilder:
+        """The fitted builder that selects ``cell``'s demonstrations (with its gold labels)."""
+        key = _json_key(cell.model_dump(exclude={"id", "classifier", "label_mode", "permutation"}))
+        if key not in self._builders:
+            spec = cell.pipeline([])  # gold words: the label mode only changes what is shown
+            self._builders[key] = spec.builder(self.backend(cell)).fit(self.plan.data.pool)
+        return self._builders[key]
 
-        Built once per (selector, k, orderer) and shared by the cells that differ only in
-        labels, order or model.
+    def prompts(self, cell: Cell, queries: Sequence[Example]) -> tuple[list[Prompt], PromptBuilder]:
+        """``cell``'s prompts for ``queries`` and the builder that renders them.
+
+        The demonstrations are selected by the gold-label builder; the cell's permutation and
+        label mode are applied on top and the prompt is rendered with the words it shows.
         """
-        key = _key([cell.selector, cell.k, cell.orderer])
-        if key not in self._base:
-            builder = PromptBuilder(
-                selector=cell.selector or "first",
-                orderer=cell.orderer or "as-selected",
-                formatter=self.formatter("gold"),
-                k=cell.k,
-                instruction=self.config.prompt.instruction,
-            ).fit(self.data.pool)
-            queries = list(self.data.eval)
-            self._base[key] = {
-                str(query.id): prompt
-                for query, prompt in zip(queries, builder.build_batch(queries), strict=True)
-            }
-        return self._base[key]
-
-    def for_cell(self, cell: Cell, queries: Sequence[Example]) -> list[Prompt]:
-        base = self.base(cell)
-        formatter = self.formatter(cell.label_mode)
-        labels = list(self.config.data.labels)
+        base = self.builder(cell)
+        prompts = base.build_batch(queries)
+        if cell.label_mode == "gold" and cell.permutation == 0:
+            return prompts, base
+        spec = cell.pipeline(self.plan.config.run.unrelated_labels)
+        view = base.with_formatter({**spec.options("formatter"), "verbalizer": spec.labels})
+        labels = list(cell.labels)
         seed = cell.seed or 0
-        prompts = []
-        for query in queries:
-            demos = permute(base[str(query.id)].demonstrations, cell.permutation, seed)
+        changed = []
+        for prompt in prompts:
+            demos = permute(prompt.demonstrations, cell.permutation, seed)
             demos = relabel(demos, cell.label_mode, labels, seed)
-            prompts.append(formatter.format(query, demos, self.config.prompt.instruction))
-        return prompts
+            rendered = view.render(prompt.query, demos)
+            changed.append(rendered.model_copy(update={"dropped": prompt.dropped}))
+        return changed, view
+
+    def run(self, unit: WorkUnit, done: Container[tuple[str, str]] = ()) -> list[dict[str, Any]]:
+        """The records of ``unit``'s (cell, query) pairs not in ``done``, in record order.
+
+        Raises:
+            BackendError: if a model backend fails.
+            TemplateError, SelectionError, TokenBudgetError: if a prompt cannot be built.
+        """
+        cells = [self.plan.cell(cell_id) for cell_id in unit.cells]
+        todo = {cell.id: [q for q in unit.queries if (cell.id, q) not in done] for cell in cells}
+        needed = [q for q in unit.queries if any(q in ids for ids in todo.values())]
+        if not needed:
+            return []
+        first = cells[0]
+        queries = [self.plan.query(q) for q in needed]
+        prompts, view = self.prompts(first, queries)
+        by_query = dict(zip(needed, prompts, strict=True))
+        backend = self.backend(first)
+        unrelated = self.plan.config.run.unrelated_labels
+        records = []
+        for cell in cells:
+            if not todo[cell.id]:
+                continue
+            chosen = [by_query[q] for q in todo[cell.id]]
+            predictions = cell.pipeline(unrelated).scorer(backend).predict(chosen, view)
+            calls = model_calls(cell, 1)
+            for prompt, prediction in zip(chosen, predictions, strict=True):
+                records.append(_record(cell, prompt, prediction, backend, calls))
+        return records
 
 
-def _batches(items: Sequence[Example], size: int) -> Iterator[Sequence[Example]]:
-    for start in range(0, len(items), size):
-        yield items[start : start + size]
-
-
-def _calibration_twins(cells: Sequence[Cell]) -> list[list[Cell]]:
-    """``cells`` grouped with the cells that differ from them only in calibration.
-
-    A group runs batch by batch together, the calibrated cell first: it scores each query with
-    its content-free inputs in one backend call (see
-    :func:`~iclkit.inference.calibration.score_with_bias`), and the uncalibrated cell's scores
-    of the same prompts are then answered by the backend from memory.
-    """
-    groups: dict[str, list[Cell]] = defaultdict(list)
-    for cell in cells:
-        groups[_key(cell.model_dump(mode="json", exclude={"id", "calibration"}))].append(cell)
-    # Calibrated first: its queries and their content-free inputs go to the backend together.
-    return [sorted(group, key=lambda cell: not cell.calibration) for group in groups.values()]
-
-
-def _record(cell: Cell, prompt: Prompt, prediction: Prediction) -> dict[str, Any]:
+def _record(
+    cell: Cell, prompt: Prompt, prediction: Prediction, backend: Backend, calls: int
+) -> dict[str, Any]:
     return {
         "cell": cell.id,
         "query": str(prompt.query.id),
+        "text": prompt.query.text,
         "demos": [str(demo.example.id) for demo in prompt.demonstrations],
         "demo_labels": [demo.example.output for demo in prompt.demonstrations],
+        "demo_scores": [demo.score for demo in prompt.demonstrations],
+        "dropped": [str(demo.example.id) for demo in prompt.dropped],
         "scores": {label: score.logprob for label, score in prediction.scores.items()},
         "probabilities": prediction.probabilities,
         "output": prediction.text,
         "prediction": prediction.label,
         "gold": prompt.query.output,
+        "prompt_tokens": backend.count_tokens(prompt.text),
+        "model_calls": calls,
         "params": cell.params(),
     }
 
 
-def _classifier(
-    cell: Cell, backend: Backend, formatter: Formatter, config: ExperimentConfig
-) -> LikelihoodClassifier | GenerationClassifier:
-    """The :mod:`iclkit.inference` classifier that makes the cell's predictions."""
-    words = formatter.verbalizer or {}
-    if cell.scoring == "generate":
-        return GenerationClassifier(backend, words, max_tokens=config.run.max_tokens)
-    return LikelihoodClassifier(
-        backend,
-        words,
-        method="acc_norm" if cell.scoring == "loglik-norm" else "acc",
-        calibration="contextual" if cell.calibration else None,
-        formatter=formatter,
-        content_free=config.run.content_free_inputs,
-    )
+def run_units(
+    plan: Plan, units: Sequence[WorkUnit], done: Container[tuple[str, str]]
+) -> Iterator[tuple[WorkUnit, list[dict[str, Any]]]]:
+    """Run ``units`` one after another in this process, yielding each with its new records."""
+    runner = UnitRunner(plan)
+    for unit in units:
+        yield unit, runner.run(unit, done)
 
 
 def run_experiment(
@@ -212,8 +269,7 @@ def run_experiment(
 ) -> Report:
     """Run every unfinished prediction of the grid into ``out`` and render the report.
 
-    Predictions are appended to ``out/results.jsonl`` batch by batch (``run.batch_size``);
-    those already there are skipped. A progress bar with ETA covers the whole grid.
+    The same as ``run_plan(plan_experiment(config), out, ...)``.
 
     Raises:
         ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
@@ -221,57 +277,46 @@ def run_experiment(
         DataError: for bad data (see :func:`plan_experiment`).
         BackendError: if a model backend fails.
     """
-    plan = plan_experiment(config)
+    return run_plan(
+        plan_experiment(config), out, resume=resume, overwrite=overwrite, progress=progress
+    )
+
+
+def run_plan(
+    plan: Plan,
+    out: str | Path,
+    *,
+    resume: bool = False,
+    overwrite: bool = False,
+    progress: bool = True,
+) -> Report:
+    """Run every unfinished prediction of ``plan`` into ``out`` and render the report.
+
+    Each work unit's predictions are appended to ``out/results.jsonl`` in one write; those
+    already there are skipped. A progress bar with ETA covers the whole grid. When every unit
+    is done, ``results.jsonl`` is put in plan order (the same file however the run went).
+
+    Raises:
+        ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
+            ``overwrite`` is set.
+        BackendError: if a model backend fails.
+    """
     store = ResultsStore(out)
     done = store.open(plan.info(), resume=resume, overwrite=overwrite)
-    queries = list(plan.data.eval)
-    pending = {
-        cell.id: [query for query in queries if (cell.id, str(query.id)) not in done]
-        for cell in plan.cells
-    }
-    remaining = sum(len(todo) for todo in pending.values())
-    prompts = _Prompts(config, plan.data)
-    by_backend: dict[str, list[Cell]] = defaultdict(list)
-    for cell in plan.cells:
-        if pending[cell.id]:
-            by_backend[_key(cell.backend)].append(cell)
+    pending = [unit for unit in plan.units if any(p not in done for p in unit.pairs())]
+    remaining = sum(sum(p not in done for p in unit.pairs()) for unit in pending)
     with tqdm(
         total=plan.predictions,
         initial=plan.predictions - remaining,
         unit="pred",
-        desc=config.name,
+        desc=plan.config.name,
         disable=not progress,
         dynamic_ncols=True,
     ) as bar:
-        for cells in by_backend.values():
-            backend = backends.create(cells[0].backend)
-            for twins in _calibration_twins(cells):
-                todo = {cell.id: {str(q.id) for q in pending[cell.id]} for cell in twins}
-                union = [
-                    query for query in queries if any(str(query.id) in t for t in todo.values())
-                ]
-                classifiers = {
-                    cell.id: _classifier(cell, backend, prompts.formatter(cell.label_mode), config)
-                    for cell in twins
-                }
-                for batch in _batches(union, config.run.batch_size):
-                    for cell in twins:
-                        cell_batch = [q for q in batch if str(q.id) in todo[cell.id]]
-                        if not cell_batch:
-                            continue
-                        seed = "" if cell.seed is None else f" seed={cell.seed}"
-                        bar.set_postfix_str(
-                            f"{cell.selector_name} k={cell.k}{seed} {cell.label_mode}"
-                        )
-                        cell_prompts = prompts.for_cell(cell, cell_batch)
-                        predictions = classifiers[cell.id].predict(cell_prompts)
-                        store.append(
-                            [
-                                _record(cell, prompt, prediction)
-                                for prompt, prediction in zip(
-                                    cell_prompts, predictions, strict=True
-                                )
-                            ]
-                        )
-                        bar.update(len(cell_batch))
+        for unit, records in run_units(plan, pending, done):
+            first = plan.cell(unit.cells[0])
+            bar.set_postfix_str(f"{first.selector_name} k={first.k}", refresh=False)
+            store.append(records)
+            bar.update(len(records))
+    store.put_in_order(plan.order)
     return render_report(store.folder)

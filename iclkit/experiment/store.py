@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -138,15 +138,35 @@ class ResultsStore:
         finally:
             os.close(handle)
 
-    def records(self, cells: Iterable[str] | None = None) -> list[dict[str, Any]]:
-        """Every complete record in ``results.jsonl`` (of ``cells`` only, when given).
+    def put_in_order(self, order: Mapping[tuple[str, str], int]) -> None:
+        """Rewrite ``results.jsonl`` (atomically) with its records in ``order``.
+
+        ``order`` gives each (cell, query) pair its place; records it does not name (another
+        grid's, kept by ``resume``) follow in the order they were. Nothing is written when
+        the file is in order already.
+
+        Raises:
+            DataError: naming the line of a record that is not valid JSON.
+        """
+        records = self.records()
+        end = len(order)
+        ranked = sorted(
+            range(len(records)),
+            key=lambda i: (order.get((records[i]["cell"], records[i]["query"]), end), i),
+        )
+        if ranked == list(range(len(records))):
+            return
+        lines = "".join(json.dumps(records[i], ensure_ascii=False) + "\n" for i in ranked)
+        write_atomic(self.results_path, lines)
+
+    def records(self) -> list[dict[str, Any]]:
+        """Every complete record in ``results.jsonl``.
 
         Raises:
             DataError: naming the line of a record that is not valid JSON.
         """
         if not self.results_path.exists():
             return []
-        wanted = set(cells) if cells is not None else None
         found = []
         with self.results_path.open(encoding="utf-8") as stream:
             for number, line in enumerate(stream, start=1):
@@ -161,6 +181,5 @@ class ResultsStore:
                         line=number,
                         fix="delete the line, or re-run with --overwrite",
                     ) from None
-                if wanted is None or record["cell"] in wanted:
-                    found.append(record)
+                found.append(record)
         return found

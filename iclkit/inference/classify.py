@@ -2,38 +2,33 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Any
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
 
-from tqdm.auto import tqdm
+import numpy as np
 
 from iclkit.backends.base import Backend
+from iclkit.calibrators.base import Calibrator, Probabilities
 from iclkit.errors import ConfigError
-from iclkit.formatters.base import Formatter
-from iclkit.inference.calibration import (
-    CONTENT_FREE,
-    Method,
-    calibrate,
-    label_probabilities,
-    score_with_bias,
-)
-from iclkit.inference.labels import LabelSpace, LabelSpec
+from iclkit.inference.labels import LabelSpace, LabelSpec, ScoreMethod, label_probabilities
 from iclkit.inference.parsing import parse_answer
 from iclkit.inference.prediction import Prediction
 from iclkit.prompt import Prompt
-from iclkit.registry import backends, formatters
+from iclkit.registry import backends, calibrators
+
+if TYPE_CHECKING:
+    from iclkit.builder import PromptBuilder
 
 BackendSpec = Backend | str | Mapping[str, Any]
-FormatterSpec = Formatter | str | Mapping[str, Any]
+CalibratorSpec = Calibrator | str | Mapping[str, Any]
 
-_CHUNK = 32
+#: Prompts (with their calibration probes) sent to the backend per ``score`` call: bounds the
+#: memory a backend needs for one call.
+CHUNK = 64
 
 
-def _chunks(prompts: Sequence[Prompt], what: str) -> Iterator[Sequence[Prompt]]:
-    """``prompts`` in slices of ``_CHUNK``, with a progress bar when there is more than one."""
-    starts = range(0, len(prompts), _CHUNK)
-    for start in tqdm(starts, desc=what, unit="batch", disable=len(prompts) <= _CHUNK):
-        yield prompts[start : start + _CHUNK]
+def _key(prompt: Prompt) -> tuple[str, str]:
+    return prompt.text, prompt.answer_prefix
 
 
 class LikelihoodClassifier:
@@ -41,22 +36,22 @@ class LikelihoodClassifier:
 
     Every prompt is scored with ``prompt.answer_prefix + word`` for each label word; the
     prediction is the label with the highest probability after a softmax over labels of the
-    summed log-likelihoods (``method="acc"``) or of the per-token means (``"acc_norm"``).
-    With ``calibration="contextual"``, those probabilities are divided by the label bias that
-    the content-free inputs reveal (see :mod:`iclkit.inference.calibration`); this needs the
-    ``formatter`` that built the prompts (``builder.formatter_``).
+    summed log-likelihoods (``method="loglik"``) or of the per-token means (``"loglik-norm"``).
+    A ``calibration`` (a calibrator plugin name, ``{"name": ..., **options}`` or instance, e.g.
+    ``"contextual"``) then corrects those probabilities; calibrators that need probe prompts
+    (the same demonstrations around a content-free input) get them from the
+    :class:`~iclkit.builder.PromptBuilder` that built the prompts, and each prompt is scored
+    together with its probes in one backend call.
 
     Args:
         backend: a :class:`Backend`, a registered name (``"local"``, ``"openai"``) or a
             ``{"name": ..., **options}`` mapping.
         labels: the raw labels (each its own word) or a ``{label: word}`` verbalizer.
-        method: ``"acc"`` or ``"acc_norm"``.
-        calibration: ``None`` or ``"contextual"``.
-        formatter: the formatter that built the prompts (needed for calibration).
-        content_free: the content-free inputs of contextual calibration.
+        method: ``"loglik"`` or ``"loglik-norm"``.
+        calibration: ``None`` or a calibrator.
 
     Raises:
-        ConfigError: for an unknown ``method`` or ``calibration``.
+        ConfigError: for an unknown ``method``.
     """
 
     def __init__(
@@ -64,60 +59,80 @@ class LikelihoodClassifier:
         backend: BackendSpec,
         labels: LabelSpec,
         *,
-        method: Method = "acc",
-        calibration: str | None = None,
-        formatter: FormatterSpec | None = None,
-        content_free: Sequence[str] = CONTENT_FREE,
+        method: ScoreMethod = "loglik",
+        calibration: CalibratorSpec | None = None,
     ) -> None:
-        if method not in ("acc", "acc_norm"):
-            raise ConfigError(f"method must be 'acc' or 'acc_norm', got {method!r}")
-        if calibration not in (None, "contextual"):
-            raise ConfigError(f"calibration must be None or 'contextual', got {calibration!r}")
+        if method not in ("loglik", "loglik-norm"):
+            raise ConfigError(f"method must be 'loglik' or 'loglik-norm', got {method!r}")
         self.backend = backend
         self.labels = labels
-        self.method: Method = method
+        self.method: ScoreMethod = method
         self.calibration = calibration
-        self.formatter = formatter
-        self.content_free = tuple(content_free)
 
-    def predict(self, prompts: Sequence[Prompt]) -> list[Prediction]:
+    def predict(
+        self, prompts: Sequence[Prompt], builder: PromptBuilder | None = None
+    ) -> list[Prediction]:
         """Predict a label for every prompt.
 
         Raises:
-            ConfigError: for a bad label space, or calibration without a ``formatter``.
+            ConfigError: for a bad label space, an unknown calibrator, or a calibrator that
+                needs probes without the ``builder`` that made the prompts.
             BackendError: if the backend cannot score (its message names the alternative,
                 :class:`GenerationClassifier`) or fails.
         """
         space = LabelSpace.from_spec(self.labels)
         backend = backends.create(self.backend)
-        formatter = None
-        if self.calibration == "contextual":
-            if self.formatter is None:
-                raise ConfigError(
-                    "calibration='contextual' needs the formatter that built the prompts, to "
-                    "rebuild them with content-free inputs. Fix: pass "
-                    "formatter=builder.formatter_"
+        calibrator = None if self.calibration is None else calibrators.create(self.calibration)
+        raw: list[Probabilities] = []
+        probe_rows: list[Probabilities] = []
+        scores: list[Any] = []
+        for start in range(0, len(prompts), CHUNK):
+            chunk = prompts[start : start + CHUNK]
+            probes = [self._probes(calibrator, prompt, builder) for prompt in chunk]
+            unique: dict[tuple[str, str], Prompt] = {}
+            for prompt in [*chunk, *(probe for group in probes for probe in group)]:
+                unique.setdefault(_key(prompt), prompt)
+            keys = list(unique)
+            scored = backend.score(
+                [unique[key] for key in keys], [space.continuations(key[1]) for key in keys]
+            )
+            by_key = dict(zip(keys, scored, strict=True))
+            probability_of = dict(zip(keys, label_probabilities(scored, self.method), strict=True))
+            scores.extend(by_key[_key(prompt)] for prompt in chunk)
+            raw.append(np.array([probability_of[_key(prompt)] for prompt in chunk]))
+            probe_rows.extend(
+                np.array([probability_of[_key(probe)] for probe in group]).reshape(
+                    len(group), len(space.labels)
                 )
-            formatter = formatters.create(self.formatter)
-        predictions: list[Prediction] = []
-        for chunk in _chunks(prompts, "scoring labels"):
-            if formatter is None:
-                scores = backend.score(chunk, [space.continuations(p.answer_prefix) for p in chunk])
-                probabilities = label_probabilities(scores, self.method)
-            else:
-                scores, bias = score_with_bias(
-                    backend, chunk, space, formatter, self.method, self.content_free
-                )
-                probabilities = calibrate(label_probabilities(scores, self.method), bias)
-            for row, row_scores in zip(probabilities, scores, strict=True):
-                predictions.append(
-                    Prediction(
-                        label=space.labels[int(row.argmax())],
-                        probabilities=dict(zip(space.labels, map(float, row), strict=True)),
-                        scores=dict(zip(space.labels, row_scores, strict=True)),
-                    )
-                )
-        return predictions
+                for group in probes
+            )
+        if not prompts:
+            return []
+        probabilities = np.concatenate(raw)
+        if calibrator is not None:
+            probabilities = calibrator.calibrate(probabilities, probe_rows)
+        return [
+            Prediction(
+                label=space.labels[int(row.argmax())],
+                probabilities=dict(zip(space.labels, map(float, row), strict=True)),
+                scores=dict(zip(space.labels, row_scores, strict=True)),
+                prompt=prompt,
+            )
+            for prompt, row, row_scores in zip(prompts, probabilities, scores, strict=True)
+        ]
+
+    @staticmethod
+    def _probes(
+        calibrator: Calibrator | None, prompt: Prompt, builder: PromptBuilder | None
+    ) -> list[Prompt]:
+        if calibrator is None:
+            return []
+        if builder is None:
+            raise ConfigError(
+                f"calibrator {type(calibrator).__name__} needs the PromptBuilder that built the "
+                "prompts, to render its probe prompts. Fix: pass builder= to predict()"
+            )
+        return calibrator.probes(prompt, builder)
 
 
 class GenerationClassifier:
@@ -160,8 +175,13 @@ class GenerationClassifier:
         self.seed = seed
         self.stop = tuple(stop)
 
-    def predict(self, prompts: Sequence[Prompt]) -> list[Prediction]:
+    def predict(
+        self, prompts: Sequence[Prompt], builder: PromptBuilder | None = None
+    ) -> list[Prediction]:
         """Generate an answer for every prompt and map it to a label.
+
+        ``builder`` is accepted for a signature shared with :class:`LikelihoodClassifier`;
+        generation needs no probes.
 
         Raises:
             ConfigError: for a bad label space.
@@ -169,16 +189,14 @@ class GenerationClassifier:
         """
         space = LabelSpace.from_spec(self.labels)
         backend = backends.create(self.backend)
-        predictions: list[Prediction] = []
-        for chunk in _chunks(prompts, "generating answers"):
-            texts = backend.generate(
-                chunk,
-                max_tokens=self.max_tokens,
-                temperature=self.temperature,
-                seed=self.seed,
-                stop=self.stop,
-            )
-            predictions.extend(
-                Prediction(label=parse_answer(text, space), text=text) for text in texts
-            )
-        return predictions
+        texts = backend.generate(
+            prompts,
+            max_tokens=self.max_tokens,
+            temperature=self.temperature,
+            seed=self.seed,
+            stop=self.stop,
+        )
+        return [
+            Prediction(label=parse_answer(text, space), text=text, prompt=prompt)
+            for prompt, text in zip(prompts, texts, strict=True)
+        ]

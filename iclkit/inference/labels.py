@@ -1,13 +1,21 @@
-"""The label space of a classification task: raw labels and the words the model sees."""
+"""The label space of a classification task, and label probabilities from label scores."""
 
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Literal
 
+import numpy as np
+
+from iclkit.backends.base import ContinuationScore
+from iclkit.calibrators.base import Probabilities
 from iclkit.errors import ConfigError
 
 LabelSpec = Sequence[str] | Mapping[str, str]
+#: How label log-likelihoods become a decision: summed (``loglik``) or per-token mean
+#: (``loglik-norm``, length-normalised).
+ScoreMethod = Literal["loglik", "loglik-norm"]
 
 
 @dataclass(frozen=True)
@@ -56,3 +64,30 @@ class LabelSpace:
     def continuations(self, answer_prefix: str) -> list[str]:
         """The candidate continuations of a prompt: ``answer_prefix + word`` for each label."""
         return [answer_prefix + word for word in self.words]
+
+
+def label_probabilities(
+    scores: Sequence[Sequence[ContinuationScore]], method: ScoreMethod = "loglik"
+) -> Probabilities:
+    """Softmax over each prompt's label log-likelihoods: an ``(n_prompts, n_labels)`` array.
+
+    ``method="loglik"`` uses the summed log-likelihood of each label's continuation,
+    ``"loglik-norm"`` the mean per token (length-normalised).
+
+    Raises:
+        ConfigError: for an unknown ``method``.
+    """
+    if not scores:
+        return np.zeros((0, 0))
+    if method == "loglik":
+        logits = np.array([[s.logprob for s in row] for row in scores], dtype=np.float64)
+    elif method == "loglik-norm":
+        logits = np.array(
+            [[s.logprob / s.n_tokens for s in row] for row in scores], dtype=np.float64
+        )
+    else:
+        raise ConfigError(f"method must be 'loglik' or 'loglik-norm', got {method!r}")
+    logits -= logits.max(axis=1, keepdims=True)
+    exp = np.exp(logits)
+    probabilities: Probabilities = exp / exp.sum(axis=1, keepdims=True)
+    return probabilities

@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING
 from iclkit.errors import NotFittedError
 
 if TYPE_CHECKING:
+    from pathlib import Path
+
     from typing_extensions import Self
 
     from iclkit.example import Example
@@ -55,6 +57,22 @@ class Selector(ABC):
         """Remember the pool (and precompute what selection needs). Returns ``self``."""
         self.pool_ = pool
         return self
+
+    def save(self, folder: Path) -> None:  # noqa: B027 - an optional hook, empty by default
+        """Write what :meth:`restore` needs to skip the costly part of :meth:`fit`.
+
+        The default writes nothing (fitting is cheap); selectors that embed the pool write
+        the embeddings and the index. Files only, never pickled objects.
+        """
+
+    def restore(self, pool: Pool, folder: Path) -> Self:
+        """Fit on ``pool`` from what :meth:`save` wrote into ``folder`` (default: :meth:`fit`).
+
+        Raises:
+            DataError: if the saved files do not belong to ``pool``.
+            ConfigError: if they were made by another model than this selector's.
+        """
+        return self.fit(pool)
 
     @property
     def pool(self) -> Pool:

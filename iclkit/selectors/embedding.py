@@ -8,6 +8,7 @@ in one call; subclasses only decide how to pick ``k`` demonstrations among the c
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, TypedDict
@@ -19,7 +20,7 @@ from iclkit.embedding.base import Vectors
 from iclkit.embedding.cache import EmbeddingCache, embed_texts
 from iclkit.embedding.index import IndexKind, VectorIndex
 from iclkit.embedding.sentence_transformer import SentenceTransformerEmbedder
-from iclkit.errors import DataError
+from iclkit.errors import ConfigError, DataError
 from iclkit.example import Example
 from iclkit.selectors.base import Selection, Selector, exclude_sets
 from iclkit.validation import check_int
@@ -28,6 +29,10 @@ if TYPE_CHECKING:
     from typing_extensions import Self, Unpack
 
     from iclkit.pool import Pool
+
+_EMBEDDINGS = "embeddings.npy"
+_INDEX = "index.npz"
+_EMBEDDER = "embedder.json"
 
 #: One query's candidates: (pool indices, cosine similarities), most similar first.
 Candidates = tuple[npt.NDArray[np.int64], npt.NDArray[np.float32]]
@@ -149,18 +154,72 @@ class EmbeddingSelector(Selector):
             ConfigError: if the embedder cannot be loaded (the message names it) or a
                 dependency of the ``embed`` extra is missing.
         """
+        self._attach(pool)
+        run = embed_texts(self.embedder_, pool.texts, self.cache_)
+        self.embeddings_ = run.vectors
+        self.embedded_count_ = run.embedded
+        self.index_ = self._new_index().build_or_load(self.embeddings_, self.index_path)
+        self._prepare()
+        return self
+
+    def _attach(self, pool: Pool) -> None:
+        """Check and keep the pool; make the embedder and the cache (loading nothing)."""
         check_texts(pool)
-        super().fit(pool)
+        Selector.fit(self, pool)
         self.embedder_ = SentenceTransformerEmbedder(self.embedder, batch_size=self.batch_size)
         self.cache_ = (
             None
             if self.cache is False
             else EmbeddingCache(None if self.cache is True else Path(self.cache))
         )
-        run = embed_texts(self.embedder_, pool.texts, self.cache_)
-        self.embeddings_ = run.vectors
-        self.embedded_count_ = run.embedded
-        self.index_ = self._new_index().build_or_load(self.embeddings_, self.index_path)
+
+    def save(self, folder: Path) -> None:
+        """Write the pool's embeddings, the index and the embedder's identity into ``folder``.
+
+        Raises:
+            NotFittedError: if the selector has not been fitted.
+        """
+        self.pool  # noqa: B018 - raises NotFittedError before anything else
+        folder.mkdir(parents=True, exist_ok=True)
+        np.save(folder / _EMBEDDINGS, self.embeddings_, allow_pickle=False)
+        self.index_.save(folder / _INDEX)
+        identity = {"embedder": self.embedder_.identity, "dimension": self.embedder_.dimension}
+        (folder / _EMBEDDER).write_text(json.dumps(identity, indent=2) + "\n", encoding="utf-8")
+
+    def restore(self, pool: Pool, folder: Path) -> Self:
+        """Fit on ``pool`` from saved embeddings and index: nothing is embedded or built.
+
+        Raises:
+            ConfigError: if the files were written with another embedder than this
+                selector's (its identity differs: another model, or other weights).
+            DataError: if the files are missing, unreadable, or belong to another pool.
+        """
+        self._attach(pool)
+        try:
+            saved = json.loads((folder / _EMBEDDER).read_text(encoding="utf-8"))["embedder"]
+            embeddings = np.load(folder / _EMBEDDINGS, allow_pickle=False)
+        except (OSError, ValueError, KeyError, TypeError) as error:
+            raise DataError(
+                f"the saved embeddings cannot be read ({error})",
+                path=folder,
+                fix="save the classifier again",
+            ) from None
+        current = self.embedder_.identity
+        if saved != current:
+            raise ConfigError(
+                f"{folder} was saved with the embedder {saved!r}, but this selector's embedder "
+                f"is {current!r}; vectors of two embedders cannot be compared. Fix: load it "
+                "where that embedder is installed, or fit the classifier again"
+            )
+        if embeddings.shape[0] != len(pool):
+            raise DataError(
+                f"{embeddings.shape[0]} saved embeddings for a pool of {len(pool)} examples",
+                path=folder / _EMBEDDINGS,
+                fix="save the classifier again",
+            )
+        self.embeddings_ = embeddings
+        self.embedded_count_ = 0
+        self.index_ = self._new_index().load(folder / _INDEX, embeddings)
         self._prepare()
         return self
 

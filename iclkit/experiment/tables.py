@@ -1,13 +1,15 @@
-"""Metrics of a run: accuracy and macro-F1 per cell, mean ± std over seeds, order spread."""
+"""The tables of a run: accuracy and macro-F1 per cell, mean ± std over seeds, order spread."""
 
 from __future__ import annotations
 
+import json
 import statistics
 from collections import defaultdict
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
 from iclkit.experiment.grid import component_label
+from iclkit.metrics import accuracy, macro_f1
 
 #: The per-cell columns that describe a cell (in table order).
 CELL_COLUMNS = (
@@ -15,53 +17,39 @@ CELL_COLUMNS = (
     "k",
     "orderer",
     "seed",
+    "formatter",
     "backend",
+    "method",
     "calibration",
-    "scoring",
     "label_mode",
     "permutation",
 )
 
 
-def accuracy(gold: Sequence[str], predicted: Sequence[str | None]) -> float:
-    """The share of predictions equal to the gold label (0.0 for no predictions)."""
-    if not gold:
-        return 0.0
-    return sum(g == p for g, p in zip(gold, predicted, strict=True)) / len(gold)
-
-
-def macro_f1(gold: Sequence[str], predicted: Sequence[str | None], labels: Iterable[str]) -> float:
-    """The unweighted mean over ``labels`` of each label's F1 score.
-
-    A label never predicted and never gold counts 0 (as scikit-learn's ``zero_division=0``);
-    a prediction outside ``labels`` (an unparsable generation) counts as a miss of its gold
-    label and as nobody's false positive.
-    """
-    scores = []
-    for label in labels:
-        true_pos = sum(g == label and p == label for g, p in zip(gold, predicted, strict=True))
-        predicted_n = sum(p == label for p in predicted)
-        gold_n = sum(g == label for g in gold)
-        denominator = predicted_n + gold_n
-        scores.append(2 * true_pos / denominator if denominator else 0.0)
-    return sum(scores) / len(scores) if scores else 0.0
-
-
 def describe(params: Mapping[str, Any]) -> dict[str, Any]:
-    """A cell's parameters as table columns (components by display name, ``-`` for n/a)."""
-    selector = params.get("selector")
-    orderer = params.get("orderer")
+    """A cell's parameters as table columns (components by display name, ``-`` for n/a).
+
+    The instruction and token budget, when set, show in the formatter column.
+    """
+    zero_shot = params["k"] == 0
     seed = params.get("seed")
+    classifier = params.get("classifier", {})
+    formatter = component_label(params["formatter"])
+    if params.get("instruction"):
+        formatter += f" +instruction {str(params['instruction'])[:24]!r}"
+    if params.get("token_budget") is not None:
+        formatter += f" budget={params['token_budget']}"
     return {
-        "selector": "zero-shot" if selector is None else component_label(selector),
+        "selector": "zero-shot" if zero_shot else component_label(params["selector"]),
         "k": params["k"],
-        "orderer": "-" if orderer is None else component_label(orderer),
+        "orderer": "-" if zero_shot else component_label(params["orderer"]),
         "seed": "-" if seed is None else seed,
+        "formatter": formatter,
         "backend": component_label(params["backend"]),
-        "calibration": params["calibration"],
-        "scoring": params["scoring"],
-        "label_mode": params["label_mode"],
-        "permutation": params["permutation"],
+        "method": classifier.get("method", "loglik"),
+        "calibration": component_label(classifier.get("calibration")),
+        "label_mode": params.get("label_mode", "gold"),
+        "permutation": params.get("permutation", 0),
     }
 
 
@@ -72,6 +60,9 @@ def cell_rows(
     expected: int | None = None,
 ) -> list[dict[str, Any]]:
     """One row per cell: its columns, the number of predictions, accuracy and macro-F1.
+
+    ``tokens`` and ``calls`` are the mean prompt tokens and model calls per query (the cost
+    of a prediction); ``params`` is the cell's full spec.
 
     ``cells`` are ``{"id": ..., "params": {...}}`` mappings (as in ``run.json``); cells with
     no predictions yet get ``n = 0`` and empty metrics. ``complete`` says whether the cell
@@ -89,7 +80,11 @@ def cell_rows(
         row: dict[str, Any] = {"cell": cell["id"], **describe(cell["params"]), "n": len(found)}
         row["accuracy"] = accuracy(gold, predicted) if found else None
         row["macro_f1"] = macro_f1(gold, predicted, labels) if found else None
+        for column, key in (("tokens", "prompt_tokens"), ("calls", "model_calls")):
+            values = [record[key] for record in found if record.get(key) is not None]
+            row[column] = statistics.fmean(values) if values else None
         row["complete"] = bool(found) and (expected is None or len(found) >= expected)
+        row["params"] = cell["params"]
         rows.append(row)
     return rows
 
@@ -100,14 +95,13 @@ def mean_std(values: Sequence[float]) -> tuple[float, float]:
     return mean, statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def _group(
-    rows: Sequence[Mapping[str, Any]], over: str
-) -> dict[tuple[Any, ...], list[Mapping[str, Any]]]:
-    keys = [column for column in CELL_COLUMNS if column != over]
-    groups: dict[tuple[Any, ...], list[Mapping[str, Any]]] = defaultdict(list)
+def _group(rows: Sequence[Mapping[str, Any]], over: str) -> dict[str, list[Mapping[str, Any]]]:
+    """Complete rows grouped by their full spec except the parameter ``over``."""
+    groups: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in rows:
         if row["complete"]:
-            groups[tuple(row[key] for key in keys)].append(row)
+            rest = {key: value for key, value in row["params"].items() if key != over}
+            groups[json.dumps(rest, sort_keys=True)].append(row)
     return groups
 
 
