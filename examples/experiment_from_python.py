@@ -23,10 +23,13 @@ config = ExperimentConfig.model_validate(
             "labels": {"negative": "negative", "positive": "positive"},
             "eval_slice": (0, 12),
         },
-        "prompt": {"template": "Review: {text}\nSentiment: {output}"},
+        "pipeline": {
+            "formatter": {"name": "text", "template": "Review: {text}\nSentiment: {output}"},
+            "backend": {"name": "local"},
+        },
         "sweep": [
-            {"k": [0], "backends": [{"name": "local"}]},
-            {"selectors": [{"name": "balanced"}], "k": [2], "seeds": [0, 1]},
+            {"k": [0]},
+            {"selector": [{"name": "balanced"}], "k": [2], "seed": [0, 1]},
         ],
     }
 )

@@ -15,7 +15,8 @@ from pathlib import Path
 from iclkit import Pool, PromptBuilder
 from iclkit.backends.llama_server import LlamaServer
 from iclkit.backends.openai import OpenAIBackend
-from iclkit.inference import LikelihoodClassifier, accuracy
+from iclkit.inference import LikelihoodClassifier
+from iclkit.metrics import accuracy
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "sst2"
 VERBALIZER = {"0": "negative", "1": "positive"}
@@ -54,4 +55,4 @@ finally:
 for prompt, prediction in zip(prompts, predictions, strict=True):
     print(f"{prediction.label} (gold {prompt.query.output})  {prompt.query.text[:60]}")
 gold = [prompt.query.output for prompt in prompts]
-print(f"accuracy on {len(prompts)} dev reviews: {accuracy(predictions, gold):.2f}")
+print(f"accuracy on {len(prompts)} dev reviews: {accuracy(gold, [p.label for p in predictions]):.2f}")

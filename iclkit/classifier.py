@@ -204,17 +204,17 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         labels = as_inputs(y)
         if len(inputs) != len(labels):
             raise DataError(f"X has {len(inputs)} inputs but y has {len(labels)} labels")
-        examples = [
-            Example(input=_input(value), output=str(label), id=f"fit-{row}")
-            for row, (value, label) in enumerate(zip(inputs, labels, strict=True))
-        ]
-        fields = (
-            list(examples[0].input)
-            if examples and isinstance(examples[0].input, dict)
-            else ["text"]
-        )
+        records = [_fields(value) for value in inputs]
+        fields = list(records[0]) if records else ["text"]
+        output = "label" if "label" not in fields else "output"
+        key = "id" if "id" not in fields else "row_id"
+        for row, (record, label) in enumerate(zip(records, labels, strict=True)):
+            record[output], record[key] = str(label), f"fit-{row}"
         classes = sorted({_plain(label) for label in labels}, key=str)
-        return Pool(examples, input_fields=fields, source="fit(X, y)"), classes
+        pool = Pool.from_records(
+            records, input_fields=fields, output_field=output, id_field=key, source="fit(X, y)"
+        )
+        return pool, classes
 
     # -- prediction -----------------------------------------------------------------------------
 
@@ -238,7 +238,7 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
         self._check_fitted()
         inputs = [
-            _input(value) if not isinstance(value, Example) else value for value in as_inputs(X)
+            value if isinstance(value, Example | str) else _fields(value) for value in as_inputs(X)
         ]
         scorer = self.spec_.scorer(self.backend_)
         predictions: list[Prediction] = []
@@ -266,8 +266,8 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
     def predict_proba(self, X: Any) -> npt.NDArray[np.float64]:
         """Label probabilities, one row per input, columns in ``classes_`` order.
 
-        With ``classifier={"method": "generate"}`` a row is one-hot on the parsed answer
-        (all zeros where it names no label).
+        With a method that has no label probabilities (``generate``) a row is one-hot on the
+        parsed answer (all zeros where it names no label).
 
         Raises:
             NotFittedError: if :meth:`fit` has not been called.
@@ -345,12 +345,12 @@ def _plain(value: Any) -> Any:
     return value.item() if isinstance(value, np.generic) else value
 
 
-def _input(value: Any) -> str | dict[str, str]:
-    """One input as an :class:`Example` input: a string, or a mapping of string fields."""
+def _fields(value: Any) -> dict[str, str]:
+    """One input as named fields: a string is the field ``text``."""
     if isinstance(value, Mapping):
         return {str(key): str(field) for key, field in value.items()}
     if isinstance(value, str):
-        return value
+        return {"text": value}
     raise ConfigError(
         f"an input must be a string or a mapping of named fields, got {type(value).__name__}"
     )

@@ -31,6 +31,7 @@ if TYPE_CHECKING:
     from iclkit.backends.base import Backend
     from iclkit.calibrators.base import Calibrator
     from iclkit.formatters.base import Formatter
+    from iclkit.methods.base import Method
     from iclkit.orderers.base import Orderer
     from iclkit.selectors.base import Selector
 
@@ -254,6 +255,7 @@ formatters: Registry[Formatter] = Registry(
     "iclkit.formatters", "formatter", "iclkit.formatters.base:Formatter"
 )
 backends: Registry[Backend] = Registry("iclkit.backends", "backend", "iclkit.backends.base:Backend")
+methods: Registry[Method] = Registry("iclkit.methods", "method", "iclkit.methods.base:Method")
 calibrators: Registry[Calibrator] = Registry(
     "iclkit.calibrators", "calibrator", "iclkit.calibrators.base:Calibrator"
 )
@@ -263,6 +265,7 @@ GROUPS: dict[str, Registry[Any]] = {
     "orderers": orderers,
     "formatters": formatters,
     "backends": backends,
+    "methods": methods,
     "calibrators": calibrators,
 }
 
@@ -270,4 +273,5 @@ register_selector = selectors.register
 register_orderer = orderers.register
 register_formatter = formatters.register
 register_backend = backends.register
+register_method = methods.register
 register_calibrator = calibrators.register

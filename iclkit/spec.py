@@ -20,7 +20,7 @@ import hashlib
 import inspect
 import json
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any
 
 from pydantic import (
     BaseModel,
@@ -28,20 +28,29 @@ from pydantic import (
     ConfigDict,
     Field,
     PrivateAttr,
+    ValidationError,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
 )
+from pydantic_core import InitErrorDetails, PydanticCustomError
 
-from iclkit.registry import Registry, backends, calibrators, formatters, orderers, selectors
+from iclkit.errors import IclkitError
+from iclkit.registry import (
+    Registry,
+    backends,
+    calibrators,
+    formatters,
+    methods,
+    orderers,
+    selectors,
+)
 from iclkit.secret_options import split_secrets
 
 if TYPE_CHECKING:
     from iclkit.backends.base import Backend
     from iclkit.builder import PromptBuilder
-    from iclkit.inference.classify import GenerationClassifier, LikelihoodClassifier
-
-Method = Literal["loglik", "loglik-norm", "generate"]
+    from iclkit.methods.base import Scorer
 
 #: The spec fields that hold a component, with the registry each is looked up in.
 COMPONENT_FIELDS: dict[str, Registry[Any]] = {
@@ -129,42 +138,41 @@ class _Strict(BaseModel):
 class ClassifierSpec(_Strict):
     """How a prediction is read off the model.
 
-    ``method``: ``loglik`` (the label word with the highest summed log-likelihood),
-    ``loglik-norm`` (highest mean log-likelihood per token) or ``generate`` (generate
-    ``max_tokens`` tokens and parse the answer into the label space; for backends without
-    log-probabilities). ``calibration``: ``None``/``"none"``, or a calibrator plugin by name or
-    ``{"name": ..., **options}`` (built in: ``contextual``, Zhao et al. 2021). Generation has no
-    label probabilities to calibrate.
+    ``method``: a method plugin by name or ``{"name": ..., **options}`` (built in: ``loglik``,
+    the label word with the highest summed log-likelihood; ``loglik-norm``, the highest mean
+    log-likelihood per token; ``generate``, generate and parse the answer, for backends without
+    log-probabilities, with option ``max_tokens``). ``calibration``: ``None``/``"none"``, or a
+    calibrator plugin (built in: ``contextual``, Zhao et al. 2021); a method without label
+    probabilities (``generate``) has nothing to calibrate.
 
     Raises:
-        pydantic.ValidationError: for an unknown method or calibrator, or calibration with
-            ``generate``.
+        pydantic.ValidationError: for an unknown method or calibrator, an option it does not
+            take, or calibration of a method without label probabilities.
     """
 
-    method: Method = "loglik"
+    method: Annotated[ComponentDict, BeforeValidator(lambda v: component(v, methods))] = Field(
+        default_factory=lambda: {"name": "loglik"}
+    )
     calibration: Annotated[ComponentDict | None, BeforeValidator(_calibration)] = None
-    max_tokens: int = Field(default=8, gt=0)
 
     @model_validator(mode="after")
-    def _calibration_needs_probabilities(self) -> ClassifierSpec:
-        if self.method == "generate" and self.calibration is not None:
-            raise ValueError(
-                "calibration corrects label probabilities, which method 'generate' does not "
-                "have; use calibration: none, or a loglik method"
-            )
+    def _components_exist(self) -> ClassifierSpec:
+        methods.create(self.method)  # ConfigError for an option it does not take
         if self.calibration is not None:
-            calibrators.create(self.calibration)  # ConfigError for an option it does not take
+            if not methods.get(self.method["name"]).calibrates:
+                raise ValueError(
+                    f"calibration corrects label probabilities, which method "
+                    f"{self.method['name']!r} does not have; use calibration: none"
+                )
+            calibrators.create(self.calibration)
         return self
 
-    def create(self, backend: Backend, labels: Mapping[str, str]) -> Any:
-        """The :mod:`iclkit.inference` classifier this spec describes, on ``backend``."""
-        from iclkit.inference.classify import GenerationClassifier, LikelihoodClassifier
+    def scorer(self, backend: Backend, labels: Mapping[str, str]) -> Scorer:
+        """The method bound to ``backend``, the label space and the calibrator."""
+        from iclkit.methods.base import Scorer
 
-        if self.method == "generate":
-            return GenerationClassifier(backend, labels, max_tokens=self.max_tokens)
-        return LikelihoodClassifier(
-            backend, labels, method=self.method, calibration=self.calibration
-        )
+        calibrator = None if self.calibration is None else calibrators.create(self.calibration)
+        return Scorer(methods.create(self.method), backend, labels, calibrator)
 
 
 class PipelineSpec(_Strict):
@@ -243,12 +251,28 @@ class PipelineSpec(_Strict):
         return spec
 
     def _check_components(self) -> None:
-        """Construct each component once: an option it does not take fails now, not mid-run."""
+        """Construct each component once: an option it does not take fails now, not mid-run.
+
+        Raises:
+            pydantic.ValidationError: naming each field whose component cannot be made.
+        """
+        problems = []
         for name, registry in COMPONENT_FIELDS.items():
             options = self.options(name)
             if name == "formatter":
                 options["verbalizer"] = self.labels
-            registry.create(options)
+            try:
+                registry.create(options)
+            except IclkitError as error:
+                problems.append(
+                    InitErrorDetails(
+                        type=PydanticCustomError("component", str(error)),
+                        loc=(name,),
+                        input=getattr(self, name),
+                    )
+                )
+        if problems:
+            raise ValidationError.from_exception_data(type(self).__name__, problems)
 
     # -- what the spec makes ------------------------------------------------------------------
 
@@ -282,12 +306,9 @@ class PipelineSpec(_Strict):
             length_fn=length,
         )
 
-    def scorer(self, backend: Backend) -> LikelihoodClassifier | GenerationClassifier:
-        """The :mod:`iclkit.inference` classifier that reads labels off ``backend``."""
-        created: LikelihoodClassifier | GenerationClassifier = self.classifier.create(
-            backend, self.labels
-        )
-        return created
+    def scorer(self, backend: Backend) -> Scorer:
+        """The classifier's method bound to ``backend`` and this spec's label space."""
+        return self.classifier.scorer(backend, self.labels)
 
     # -- identity and forms -------------------------------------------------------------------
 
@@ -313,11 +334,9 @@ def validate_spec(raw: Mapping[str, Any], *, source: str = "pipeline") -> Pipeli
     Raises:
         ConfigError: listing every bad key with the problem (secret values are never shown).
     """
-    from pydantic import ValidationError
-
     from iclkit.experiment.config import config_error
 
     try:
         return PipelineSpec.model_validate(dict(raw))
     except ValidationError as error:
-        raise config_error(error, raw, source) from None
+        raise config_error(error, raw, source, "the pipeline spec") from None

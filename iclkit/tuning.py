@@ -100,15 +100,15 @@ def tune(
         raise ConfigError(f"metric must be 'accuracy' or 'macro_f1', got {chosen_metric!r}")
     data = load_dev_data(config.data, config.tune.dev_size, config.tune.dev_seed)
     plan = plan_experiment(config, data)
-    report = run_plan(plan, out / "grid", overwrite=overwrite, progress=progress)
     usable = {cell.id for cell in plan.cells if eligible(cell)}
-    ranked = rank(report.cells, chosen_metric)
-    candidates = [row for row in ranked if row["cell"] in usable]
-    if not candidates:
+    if not usable:
         raise ConfigError(
             "no pipeline of the grid can be chosen: every cell is a label or order ablation "
             "(label_mode other than gold, or a permutation). Fix: add gold cells to the sweep"
         )
+    report = run_plan(plan, out / "grid", overwrite=overwrite, progress=progress)
+    ranked = rank(report.cells, chosen_metric)
+    candidates = [row for row in ranked if row["cell"] in usable]
     winner_cell = plan.cell(candidates[0]["cell"])
     winner = winner_cell.pipeline(config.run.unrelated_labels)
     write_atomic(out / "leaderboard.csv", _leaderboard_csv(ranked))

@@ -2,6 +2,8 @@
 
 import json
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -108,3 +110,33 @@ def sst2_prompts(shared_data):
     same for every query as in Zhao et al. 2021.
     """
     return lambda n, k=4, selector="first": _sst2_prompts(shared_data, n, k, selector)
+
+
+@contextmanager
+def one_torch_thread() -> Iterator[None]:
+    """Run torch on one CPU thread inside the block (restoring the setting after it).
+
+    On a 2-core machine shared with other jobs, torch's second thread mostly spin-waits: the
+    same 30 predictions took 74 CPU-s with 2 threads and 11 CPU-s with one.
+    """
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def torch_threads():
+    """:func:`one_torch_thread`, for session-scoped fixtures that run a model."""
+    return one_torch_thread
+
+
+@pytest.fixture
+def single_thread() -> Iterator[None]:
+    """Run the test's in-process model calls on one torch thread (see one_torch_thread)."""
+    with one_torch_thread():
+        yield

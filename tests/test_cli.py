@@ -15,7 +15,14 @@ def test_plugins_json_lists_builtins_and_the_example_plugin():
     result = run("plugins", "--json")
     assert result.exit_code == 0, result.output
     listing = json.loads(result.output)
-    assert set(listing) == {"selectors", "orderers", "formatters", "backends"}
+    assert set(listing) == {
+        "selectors",
+        "orderers",
+        "formatters",
+        "backends",
+        "methods",
+        "calibrators",
+    }
     by_name = {p["name"]: p for p in listing["selectors"]}
     assert {"random", "first", "balanced", "length"} <= set(by_name)
     assert by_name["random"]["distribution"] == "iclkit"
@@ -68,7 +75,7 @@ def test_build_json_shape(pool_file):
     assert len(payload["demos"]) == 2
     assert {d["output"] for d in payload["demos"]} == {"pos", "neg"}
     for demo in payload["demos"]:
-        assert set(demo) == {"index", "score", "input", "output"}
+        assert set(demo) == {"index", "id", "score", "input", "output"}
         assert f"Review: {demo['input']['text']}" in payload["prompt"]
     assert "Sentiment: positive" in payload["prompt"]
 

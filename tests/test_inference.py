@@ -5,20 +5,16 @@ import pytest
 
 from iclkit.backends.base import ContinuationScore
 from iclkit.backends.local import LocalBackend
-from iclkit.errors import ConfigError
+from iclkit.calibrators import ContextualCalibrator, divide_out
+from iclkit.errors import ConfigError, PluginNotFoundError
 from iclkit.inference import (
     GenerationClassifier,
     LabelSpace,
     LikelihoodClassifier,
-    Prediction,
-    accuracy,
-    calibrate,
-    content_free_prompts,
-    contextual_bias,
     label_probabilities,
     parse_answer,
-    score_with_bias,
 )
+from iclkit.metrics import accuracy
 
 VERBALIZER = {"0": "negative", "1": "positive"}
 SPACE = LabelSpace.from_spec(VERBALIZER)
@@ -65,26 +61,38 @@ def test_parse_answer_prefers_longest_word_at_start():
 
 def test_label_probabilities_sum_and_per_token_mean():
     scores = [[ContinuationScore(-1.0, 1), ContinuationScore(-2.0, 4)]]
-    acc = label_probabilities(scores, "acc")
-    norm = label_probabilities(scores, "acc_norm")
+    acc = label_probabilities(scores, "loglik")
+    norm = label_probabilities(scores, "loglik-norm")
     assert acc.sum() == pytest.approx(1) and acc[0, 0] > acc[0, 1]
     assert norm[0, 0] == pytest.approx(1 / (1 + np.exp(-0.5 - -1.0)))  # means -1 vs -0.5
     with pytest.raises(ConfigError, match="method"):
         label_probabilities(scores, "mean")
 
 
-def test_calibrate_divides_out_bias_and_renormalises():
+def test_divide_out_removes_the_prior_and_renormalises():
     probabilities = np.array([[0.7, 0.3], [0.9, 0.1]])
     bias = np.array([[0.8, 0.2], [0.8, 0.2]])
-    calibrated = calibrate(probabilities, bias)
+    calibrated = divide_out(probabilities, bias)
     np.testing.assert_allclose(calibrated.sum(axis=1), 1)
     assert calibrated[0].argmax() == 1 and calibrated[1].argmax() == 0
-    np.testing.assert_allclose(calibrate(probabilities, np.full((2, 2), 0.5)), probabilities)
+    np.testing.assert_allclose(divide_out(probabilities, np.full((2, 2), 0.5)), probabilities)
 
 
-def test_content_free_prompts_keep_demonstrations(sst2_prompts):
+def test_contextual_calibration_is_the_mean_of_its_probes_divided_out():
+    probabilities = np.array([[0.7, 0.3], [0.6, 0.4]])
+    probes = [np.array([[0.9, 0.1], [0.7, 0.3]]), np.array([[0.5, 0.5]])]
+    calibrated = ContextualCalibrator().calibrate(probabilities, probes)
+    expected = divide_out(probabilities, np.array([[0.8, 0.2], [0.5, 0.5]]))
+    np.testing.assert_allclose(calibrated, expected)
+    with pytest.raises(ConfigError, match="probes of every prompt"):
+        ContextualCalibrator().calibrate(probabilities, probes[:1])
+    with pytest.raises(ConfigError, match="list of content-free inputs"):
+        ContextualCalibrator(inputs=[])
+
+
+def test_contextual_probes_keep_demonstrations(sst2_prompts):
     builder, (prompt, *_) = sst2_prompts(1)
-    rebuilt = content_free_prompts(prompt, builder.formatter_)
+    rebuilt = ContextualCalibrator().probes(prompt, builder)
     assert [p.query.text for p in rebuilt] == ["N/A", "", "[MASK]"]
     for cf in rebuilt:
         assert cf.demonstrations == prompt.demonstrations
@@ -92,18 +100,18 @@ def test_content_free_prompts_keep_demonstrations(sst2_prompts):
         assert cf.answer_prefix == prompt.answer_prefix
 
 
-def test_accuracy():
-    predictions = [Prediction("1"), Prediction("0"), Prediction(None)]
-    assert accuracy(predictions, ["1", "1", "0"]) == pytest.approx(1 / 3)
+def test_accuracy_counts_none_as_wrong():
+    assert accuracy(["1", "1", "0"], ["1", "0", None]) == pytest.approx(1 / 3)
     with pytest.raises(ConfigError):
-        accuracy(predictions, ["1"])
+        accuracy(["1"], ["1", "0"])
 
 
-def test_classifier_options_are_checked():
+def test_classifier_options_are_checked(sst2_prompts):
     with pytest.raises(ConfigError, match="method"):
         LikelihoodClassifier("local", VERBALIZER, method="sum")
-    with pytest.raises(ConfigError, match="calibration"):
-        LikelihoodClassifier("local", VERBALIZER, calibration="affine")
+    _, prompts = sst2_prompts(1)
+    with pytest.raises(PluginNotFoundError, match="unknown calibrator plugin .affine."):
+        LikelihoodClassifier("local", VERBALIZER, calibration="affine").predict(prompts)
 
 
 @pytest.mark.slow
@@ -111,9 +119,9 @@ def test_likelihood_classifier_with_and_without_calibration(sst2_prompts):
     builder, prompts = sst2_prompts(4)
     backend = LocalBackend()
     plain = LikelihoodClassifier(backend, VERBALIZER).predict(prompts)
-    calibrated = LikelihoodClassifier(
-        backend, VERBALIZER, calibration="contextual", formatter=builder.formatter_
-    ).predict(prompts)
+    calibrated = LikelihoodClassifier(backend, VERBALIZER, calibration="contextual").predict(
+        prompts, builder
+    )
     for before, after in zip(plain, calibrated, strict=True):
         assert before.scores == after.scores
         assert sum(after.probabilities.values()) == pytest.approx(1)
@@ -123,24 +131,32 @@ def test_likelihood_classifier_with_and_without_calibration(sst2_prompts):
         abs(a.probabilities["1"] - b.probabilities["1"]) > 1e-3
         for a, b in zip(plain, calibrated, strict=True)
     )
-    with pytest.raises(ConfigError, match="formatter"):
+    with pytest.raises(ConfigError, match="PromptBuilder"):
         LikelihoodClassifier(backend, VERBALIZER, calibration="contextual").predict(prompts)
 
 
 @pytest.mark.slow
-def test_score_with_bias_equals_separate_scoring_and_bias(sst2_prompts):
-    """One call for queries and content-free inputs gives what two separate calls give."""
+def test_prompts_and_probes_in_one_call_equal_separate_scoring(sst2_prompts):
+    """One call for queries and content-free probes gives what separate calls give."""
     builder, prompts = sst2_prompts(3)
-    formatter = builder.formatter_
-    scores, bias = score_with_bias(LocalBackend(), prompts, SPACE, formatter)
+    joint = LikelihoodClassifier(LocalBackend(), VERBALIZER, calibration="contextual")
+    calibrated = joint.predict(prompts, builder)
     fresh = LocalBackend()  # nothing remembered from the joint call
     separate = fresh.score(prompts, [SPACE.continuations(p.answer_prefix) for p in prompts])
-    alone = contextual_bias(LocalBackend(), prompts, SPACE, formatter)
-    assert bias.shape == (len(prompts), 2) and np.allclose(bias.sum(axis=1), 1)
-    assert np.allclose(bias, alone, atol=1e-4)
-    for joint_row, separate_row in zip(scores, separate, strict=True):
-        for joint, single in zip(joint_row, separate_row, strict=True):
-            assert joint.logprob == pytest.approx(single.logprob, abs=1e-4)
+    probes = [ContextualCalibrator().probes(p, builder) for p in prompts]
+    bias = [
+        label_probabilities(
+            LocalBackend().score(group, [SPACE.continuations(q.answer_prefix) for q in group])
+        ).mean(axis=0)
+        for group in probes
+    ]
+    expected = divide_out(label_probabilities(separate), np.array(bias))
+    for prediction, row, separate_row in zip(calibrated, expected, separate, strict=True):
+        assert [prediction.probabilities[label] for label in SPACE.labels] == pytest.approx(
+            list(row), abs=1e-4
+        )
+        for label, single in zip(SPACE.labels, separate_row, strict=True):
+            assert prediction.scores[label].logprob == pytest.approx(single.logprob, abs=1e-4)
 
 
 @pytest.mark.slow

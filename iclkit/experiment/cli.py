@@ -39,8 +39,9 @@ def run(
 ) -> None:
     r"""Run the experiment grid described by a YAML CONFIG file.
 
-    Every cell (selector × k × orderer × seed × backend × calibration × scoring × label
-    mode × order) predicts the label of every evaluation example. Results go to
+    Every cell of the grid (a pipeline: selector, k, orderer, seed, formatter, backend,
+    classifier method and calibration; and the ablations: label mode and demonstration order)
+    predicts the label of every evaluation example. Results go to
     OUT/results.jsonl (one line per prediction), OUT/summary.csv, OUT/summary.md and PNG
     plots; the table of means over seeds is printed at the end.
 
@@ -67,8 +68,15 @@ def run(
                 {"cell": cell.id, **describe(cell.params()), "calls": plan.calls[cell.id]}
                 for cell in plan.cells
             ]
-            columns = ["cell", *describe(plan.cells[0].params()), "calls"]
-            click.echo(markdown_table(rows, columns))
+            varying = [
+                column
+                for column in describe(plan.cells[0].params())
+                if column in ("selector", "k") or len({str(row[column]) for row in rows}) > 1
+            ]
+            click.echo(markdown_table(rows, ["cell", *varying, "calls"]))
+            shared = describe(plan.cells[0].params())
+            same = ", ".join(f"{c}={shared[c]}" for c in shared if c not in varying)
+            click.echo(f"\nEvery cell: {same}")
             click.echo(
                 f"\n{len(plan.cells)} cells × {len(plan.data.eval)} evaluation examples = "
                 f"{plan.predictions} predictions, at most {sum(plan.calls.values())} model calls "

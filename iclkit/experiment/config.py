@@ -24,6 +24,8 @@ from pydantic import (
     Field,
     ValidationError,
     ValidationInfo,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
     field_validator,
     model_validator,
 )
@@ -148,7 +150,7 @@ def _grid(value: Any) -> Any:
 
 
 def _problem(location: tuple[int | str, ...], message: str, value: Any) -> InitErrorDetails:
-    error = PydanticCustomError("sweep", message.replace("{", "{{").replace("}", "}}"))
+    error = PydanticCustomError("sweep", message)
     return InitErrorDetails(type=error, loc=location, input=value)
 
 
@@ -210,32 +212,80 @@ class ExperimentConfig(_Strict):
     def _sweeps(cls, value: Any) -> Any:
         return [_grid(grid) for grid in _as_list(value)]
 
+    @field_serializer("pipeline", "sweep")
+    def _without_secrets(self, value: Any) -> Any:
+        """Every dump (``run.json``, JSON, dicts) shows secret options as ``<redacted>``."""
+        return redact(value)
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact(value) if name in ("pipeline", "sweep") else value
+
     def base_spec(self) -> dict[str, Any]:
         """The ``pipeline`` section with the label space: what every cell starts from."""
         return {**self.pipeline, "labels": self.data.labels}
 
-    @model_validator(mode="after")
-    def _check(self) -> ExperimentConfig:
+    @model_validator(mode="wrap")
+    @classmethod
+    def _check_grids(cls, data: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        """Check the pipeline and each swept value, and report them with every other problem."""
         problems: list[InitErrorDetails] = []
-        base = self.base_spec()
+        config = None
         try:
-            PipelineSpec.model_validate(base)
+            config = handler(data)
         except ValidationError as error:
-            for item in error.errors():
-                location = ("pipeline", *item["loc"])
-                problems.append(_problem(location, item["msg"], redact(item["input"])))
-        for number, grid in enumerate(self.sweep):
-            problems += self._grid_problems(number, grid, base)
+            problems = [
+                InitErrorDetails(
+                    type=PydanticCustomError(item["type"], item["msg"]),
+                    loc=item["loc"],
+                    input=item.get("input"),
+                )
+                for item in error.errors()
+            ]
+        if config is not None:
+            problems += sweep_problems(
+                config.sweep, config.pipeline, config.data.labels, config.run.unrelated_labels
+            )
+        elif isinstance(data, Mapping) and isinstance(data.get("data"), Mapping):
+            problems += _raw_sweep_problems(data)
         if problems:
-            raise ValidationError.from_exception_data("ExperimentConfig", problems)
-        return self
+            raise ValidationError.from_exception_data(cls.__name__, problems)
+        return config
 
-    def _grid_problems(
-        self, number: int, grid: dict[str, Any], base: dict[str, Any]
-    ) -> list[InitErrorDetails]:
-        """Check each swept value on its own against the base pipeline."""
-        problems = []
-        fields = set(PipelineSpec.model_fields) - {"labels"}
+
+def _raw_sweep_problems(data: Mapping[str, Any]) -> list[InitErrorDetails]:
+    """The sweep problems of a config that failed elsewhere too (so all are listed at once)."""
+    try:
+        labels = label_words(data["data"].get("labels"))
+        sweep = [_grid(grid) for grid in _as_list(data.get("sweep", []))]
+        unrelated = dict(data.get("run") or {}).get("unrelated_labels", DEFAULT_UNRELATED)
+    except (ValueError, TypeError, AttributeError):
+        return []
+    pipeline = data.get("pipeline") or {}
+    if not isinstance(labels, dict) or not isinstance(pipeline, Mapping):
+        return []
+    grids = [grid for grid in sweep if isinstance(grid, dict)]
+    return sweep_problems(grids, dict(pipeline), labels, list(unrelated))
+
+
+def sweep_problems(
+    sweep: list[dict[str, Any]],
+    pipeline: dict[str, Any],
+    labels: dict[str, str],
+    unrelated: list[str],
+) -> list[InitErrorDetails]:
+    """Check the base pipeline, then each swept value on its own against it."""
+    problems: list[InitErrorDetails] = []
+    base = {**pipeline, "labels": labels}
+    try:
+        PipelineSpec.model_validate(base)
+    except ValidationError as error:
+        for item in error.errors():
+            location = ("pipeline", *item["loc"])
+            problems.append(_problem(location, item["msg"], redact(item.get("input"))))
+        return problems
+    fields = set(PipelineSpec.model_fields) - {"labels"}
+    for number, grid in enumerate(sweep):
         for key, values in grid.items():
             where: tuple[int | str, ...] = ("sweep", number, key)
             if key == "permutations":
@@ -243,8 +293,7 @@ class ExperimentConfig(_Strict):
                     problems.append(_problem(where, "a count of orders, at least 1", values))
                 continue
             if key in _MOVED:
-                message = f"renamed: write {_MOVED[key]}"
-                problems.append(_problem(where, message, redact(values)))
+                problems.append(_problem(where, f"renamed: write {_MOVED[key]}", redact(values)))
                 continue
             if key.partition(".")[0] not in fields | {"label_mode"}:
                 allowed = ", ".join(sorted(fields | set(ABLATIONS)))
@@ -253,33 +302,38 @@ class ExperimentConfig(_Strict):
                 continue
             if not values:
                 problems.append(_problem(where, "an empty list sweeps nothing", values))
+            context = base
+            if "." in key:  # a dotted key sets an option of the field this grid chooses
+                context = dict(base)
+                for other, choices in grid.items():
+                    if other in fields and choices:
+                        context[other] = choices[0]
             for index, value in enumerate(values):
-                found = self._value_problem(key, value, base)
+                found = _value_problem(key, value, context, unrelated)
                 if found is not None:
                     problems.append(_problem((*where, index), found, redact(value)))
-        return problems
+    return problems
 
-    def _value_problem(self, key: str, value: Any, base: dict[str, Any]) -> str | None:
-        if key == "label_mode":
-            if value not in LABEL_MODES:
-                return f"allowed: {', '.join(repr(mode) for mode in LABEL_MODES)}"
-            if value == "unrelated" and len(set(self.run.unrelated_labels)) < len(self.data.labels):
-                return (
-                    f"needs {len(self.data.labels)} distinct run.unrelated_labels (one per "
-                    f"label), got {self.run.unrelated_labels}"
-                )
-            return None
-        trial = dict(base)
-        try:
-            set_path(trial, key, value)
-            PipelineSpec.model_validate(trial)
-        except (ValidationError, ValueError, ConfigError) as error:
-            if isinstance(error, ValidationError):
-                return "; ".join(
-                    item["msg"].removeprefix("Value error, ") for item in error.errors()
-                )
-            return str(error)
+
+def _value_problem(key: str, value: Any, base: dict[str, Any], unrelated: list[str]) -> str | None:
+    if key == "label_mode":
+        if value not in LABEL_MODES:
+            return f"allowed: {', '.join(repr(mode) for mode in LABEL_MODES)}"
+        if value == "unrelated" and len(set(unrelated)) < len(base["labels"]):
+            return (
+                f"needs {len(base['labels'])} distinct run.unrelated_labels (one per label), "
+                f"got {unrelated}"
+            )
         return None
+    trial = dict(base)
+    try:
+        set_path(trial, key, value)
+        PipelineSpec.model_validate(trial)
+    except ValidationError as error:
+        return "; ".join(item["msg"].removeprefix("Value error, ") for item in error.errors())
+    except (ValueError, ConfigError) as error:
+        return str(error)
+    return None
 
 
 def _dotted(location: tuple[int | str, ...], raw: Any) -> str:
@@ -297,7 +351,9 @@ def _dotted(location: tuple[int | str, ...], raw: Any) -> str:
     return ".".join(parts) or "(top level)"
 
 
-def config_error(error: ValidationError, raw: Any, source: str) -> ConfigError:
+def config_error(
+    error: ValidationError, raw: Any, source: str, what: str = "the experiment config"
+) -> ConfigError:
     """One :class:`ConfigError` for all the problems in ``error``, each on its own line.
 
     Each line names the key (dotted path), the problem with the allowed values, and the bad
@@ -313,9 +369,7 @@ def config_error(error: ValidationError, raw: Any, source: str) -> ConfigError:
             line += f" (got {redact(problem['input'])!r})"
         lines.append(line)
     count = len(lines)
-    return ConfigError(
-        f"{source}: {count} problem(s) in the experiment config:\n" + "\n".join(lines)
-    )
+    return ConfigError(f"{source}: {count} problem(s) in {what}:\n" + "\n".join(lines))
 
 
 def validate_config(

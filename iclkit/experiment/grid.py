@@ -15,8 +15,8 @@ from pydantic import Field
 from iclkit.errors import ConfigError
 from iclkit.experiment.ablations import verbalizer_for
 from iclkit.experiment.config import ExperimentConfig, LabelMode, set_path
-from iclkit.registry import calibrators, orderers, selectors
-from iclkit.spec import PipelineSpec, takes_seed
+from iclkit.registry import calibrators, methods, orderers, selectors
+from iclkit.spec import PipelineSpec, component, takes_seed
 
 
 class Cell(PipelineSpec):
@@ -94,12 +94,14 @@ def _paths_in_order(keys: list[str]) -> list[str]:
 def _collapse(raw: dict[str, Any]) -> dict[str, Any]:
     """Drop what does not apply, so that no cell runs twice.
 
-    Zero-shot has no selector, orderer, label mode or permutation; generation has no
-    calibration.
+    Zero-shot has no selector, orderer, label mode or permutation; a method without label
+    probabilities (generation) has no calibration.
     """
     classifier = raw.get("classifier")
-    if isinstance(classifier, dict) and classifier.get("method") == "generate":
-        raw["classifier"] = {k: v for k, v in classifier.items() if k != "calibration"}
+    if isinstance(classifier, dict) and "method" in classifier:
+        method = component(classifier["method"], methods)
+        if not methods.get(method["name"]).calibrates:
+            raw["classifier"] = {k: v for k, v in classifier.items() if k != "calibration"}
     if raw.get("k", PipelineSpec.model_fields["k"].default) == 0:
         for key in ("selector", "orderer", "seed", "label_mode"):
             raw.pop(key, None)
@@ -159,8 +161,10 @@ def model_calls(cell: PipelineSpec, n_queries: int) -> int:
     """How many prompts the cell scores for ``n_queries`` evaluation queries (at most).
 
     One per query, plus the calibrator's probes of each (fewer when queries share their
-    demonstrations and so their probes).
+    demonstrations and so their probes); none for a method that does not use the backend.
     """
+    if not methods.get(cell.classifier.method["name"]).uses_backend:
+        return 0
     probes = 0
     if cell.classifier.calibration is not None:
         probes = calibrators.create(cell.classifier.calibration).probes_per_prompt()

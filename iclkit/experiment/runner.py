@@ -172,7 +172,8 @@ class UnitRunner:
         """The fitted builder that selects ``cell``'s demonstrations (with its gold labels)."""
         key = _json_key(cell.model_dump(exclude={"id", "classifier", "label_mode", "permutation"}))
         if key not in self._builders:
-            spec = cell.pipeline([])  # gold words: the label mode only changes what is shown
+            # Gold labels: the label mode only changes what is shown, not what is selected.
+            spec = cell.model_copy(update={"label_mode": "gold"}).pipeline([])
             self._builders[key] = spec.builder(self.backend(cell)).fit(self.plan.data.pool)
         return self._builders[key]
 
@@ -244,7 +245,7 @@ def _record(
         "output": prediction.text,
         "prediction": prediction.label,
         "gold": prompt.query.output,
-        "prompt_tokens": backend.count_tokens(prompt.text),
+        "prompt_tokens": backend.count_tokens(prompt.text) if calls else 0,
         "model_calls": calls,
         "params": cell.params(),
     }

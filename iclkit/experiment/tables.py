@@ -46,7 +46,7 @@ def describe(params: Mapping[str, Any]) -> dict[str, Any]:
         "seed": "-" if seed is None else seed,
         "formatter": formatter,
         "backend": component_label(params["backend"]),
-        "method": classifier.get("method", "loglik"),
+        "method": component_label(classifier.get("method", {"name": "loglik"})),
         "calibration": component_label(classifier.get("calibration")),
         "label_mode": params.get("label_mode", "gold"),
         "permutation": params.get("permutation", 0),

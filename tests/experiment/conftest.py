@@ -9,8 +9,6 @@ a finished run work on a copy of it.
 from __future__ import annotations
 
 import shutil
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,32 +26,15 @@ TEMPLATE = "Review: {text}\nSentiment: {output}"
 LABELS = ["negative", "positive"]
 
 
-@contextmanager
-def one_torch_thread() -> Iterator[None]:
-    """Run torch on one CPU thread inside the block (restoring the setting after it).
-
-    On a 2-core machine shared with other jobs, torch's second thread mostly spin-waits: the
-    same 30 predictions took 74 CPU-s with 2 threads and 11 CPU-s with one.
-    """
-    import torch
-
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def make_config(**overrides: Any) -> dict[str, Any]:
     """A small valid config on the example data with the ``local`` backend."""
     config: dict[str, Any] = {
         "name": "test",
         "data": {"pool": str(POOL), "eval": str(EVAL), "labels": LABELS, "eval_size": 12},
-        "prompt": {"template": TEMPLATE},
+        "pipeline": {"formatter": {"name": "text", "template": TEMPLATE}, "backend": "local"},
         "sweep": [
-            {"k": 0, "backends": "local"},
-            {"selectors": ["random", "first"], "k": [2, 4], "seeds": [0, 1], "backends": "local"},
+            {"k": 0},
+            {"selector": ["random", "first"], "k": [2, 4], "seed": [0, 1]},
         ],
         "run": {"batch_size": 4},
     }
@@ -86,15 +67,10 @@ SHARED_CONFIG = make_config(
     name="shared",
     data={"pool": str(POOL), "eval": str(EVAL), "labels": LABELS, "eval_size": 8},
     sweep=[
-        {"k": 0, "backends": "local"},
-        {"selectors": "random", "k": 2, "seeds": [0, 1], "backends": "local"},
-        {"selectors": "first", "k": 2, "backends": "local", "permutations": 2},
-        {
-            "selectors": "first",
-            "k": 2,
-            "backends": "local",
-            "label_modes": ["random", "flipped", "unrelated"],
-        },
+        {"k": 0},
+        {"selector": "random", "k": 2, "seed": [0, 1]},
+        {"selector": "first", "k": 2, "permutations": 2},
+        {"selector": "first", "k": 2, "label_mode": ["random", "flipped", "unrelated"]},
     ],
 )
 
@@ -114,17 +90,10 @@ class SharedRun:
 
 
 @pytest.fixture(scope="session")
-def shared_run(tmp_path_factory) -> SharedRun:
+def shared_run(tmp_path_factory, torch_threads) -> SharedRun:
     """Run :data:`SHARED_CONFIG` once with the bundled Gemma 3 270M."""
     config = validate_config(SHARED_CONFIG)
     folder = tmp_path_factory.mktemp("shared") / "run"
-    with one_torch_thread():
+    with torch_threads():
         run_experiment(config, folder, progress=False)
     return SharedRun(raw=SHARED_CONFIG, plan=plan_experiment(config), folder=folder)
-
-
-@pytest.fixture
-def single_thread() -> Iterator[None]:
-    """Run the test's in-process model calls on one torch thread (see one_torch_thread)."""
-    with one_torch_thread():
-        yield

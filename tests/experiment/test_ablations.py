@@ -11,7 +11,8 @@ from iclkit.backends.local import LocalBackend
 from iclkit.example import Example
 from iclkit.experiment import render_report
 from iclkit.experiment.ablations import permutation_order, permute, relabel, verbalizer_for
-from iclkit.experiment.metrics import accuracy, macro_f1, mean_std
+from iclkit.experiment.tables import mean_std
+from iclkit.metrics import accuracy, macro_f1
 from iclkit.prompt import Demonstration
 from iclkit.registry import formatters
 
@@ -112,9 +113,7 @@ def _first_k2(shared_run, permutation=0):
     table = defaultdict(dict)
     for record in records:
         params = record["params"]
-        if (params["selector"] or {}).get("name") == "first" and (
-            params["permutation"] == permutation
-        ):
+        if params["selector"]["name"] == "first" and (params["permutation"] == permutation):
             table[params["label_mode"]][record["query"]] = record
     return table
 
@@ -155,9 +154,7 @@ def test_unrelated_labels_are_shown_and_scored_as_foo_bar(shared_run, single_thr
     config = shared_run.plan.config
     assert config.run.unrelated_labels[:2] == ["foo", "bar"]
     words = dict(zip(config.data.labels, ["foo", "bar"], strict=False))
-    formatter = formatters.create(
-        {"name": "text", "template": config.prompt.template, "verbalizer": words}
-    )
+    formatter = formatters.create({**config.pipeline["formatter"], "verbalizer": words})
     prompt = formatter.format(query, demos)
     assert "Sentiment: foo" in prompt.text or "Sentiment: bar" in prompt.text
     continuations = [[prompt.answer_prefix + words[label] for label in words]]

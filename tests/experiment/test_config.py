@@ -14,7 +14,7 @@ def test_yaml_and_python_api_give_the_same_config(tmp_path, config_dict, write_y
     from_yaml = load_config(write_yaml(tmp_path, raw))
     from_python = ExperimentConfig.model_validate(raw)
     assert from_yaml == from_python
-    assert from_yaml.sweep[0].k == [0]  # a scalar stands for a one-element list
+    assert from_yaml.sweep[0]["k"] == [0]  # a scalar stands for a one-element list
     assert from_yaml.data.labels == {"negative": "negative", "positive": "positive"}
 
 
@@ -30,24 +30,30 @@ def test_relative_paths_are_relative_to_the_config_file(tmp_path, config_dict, w
 @pytest.mark.parametrize(
     ("change", "key", "fragments"),
     [
-        ({"selectors": ["knnn"]}, "sweep.selectors[0]", ["'knnn'", "allowed:", "random"]),
-        ({"backends": ["nope"]}, "sweep.backends[0]", ["'nope'", "allowed:", "local"]),
-        ({"orderers": [{"name": "sideways"}]}, "sweep.orderers[0]", ["'sideways'", "reverse"]),
+        ({"selector": ["knnn"]}, "sweep.selector[0]", ["'knnn'", "allowed:", "random"]),
+        ({"backend": ["nope"]}, "sweep.backend[0]", ["'nope'", "allowed:", "local"]),
+        ({"orderer": [{"name": "sideways"}]}, "sweep.orderer[0]", ["'sideways'", "reverse"]),
         (
-            {"label_modes": ["gold", "inverted"]},
-            "sweep.label_modes[1]",
+            {"label_mode": ["gold", "inverted"]},
+            "sweep.label_mode[1]",
             ["'flipped'", "'inverted'"],
         ),
-        ({"scoring": "maybe"}, "sweep.scoring", ["'loglik'", "'generate'", "'maybe'"]),
-        ({"k": [4, -1]}, "sweep.k", ["non-negative", "-1"]),
-        ({"permutations": 0}, "sweep.permutations", ["greater than or equal to 1"]),
-        ({"colour": "red"}, "sweep.colour", ["unknown key"]),
+        (
+            {"classifier.method": "maybe"},
+            "sweep.classifier.method",
+            ["'maybe'", "allowed:", "loglik", "generate"],
+        ),
+        ({"classifier.calibration": "affine"}, "sweep.classifier.calibration", ["'affine'"]),
+        ({"k": [4, -1]}, "sweep.k[1]", ["greater than or equal to 0", "-1"]),
+        ({"permutations": 0}, "sweep.permutations", ["at least 1"]),
+        ({"colour": "red"}, "sweep.colour", ["unknown key", "selector"]),
+        ({"selectors": "knn"}, "sweep.selectors", ["renamed: write selector"]),
     ],
 )
 def test_bad_sweep_values_name_the_key_value_and_allowed(
     tmp_path, change, key, fragments, config_dict, write_yaml
 ):
-    raw = config_dict(sweep={"backends": "local", **change})
+    raw = config_dict(sweep=change)
     with pytest.raises(ConfigError) as caught:
         load_config(write_yaml(tmp_path, raw))
     message = str(caught.value)
@@ -58,14 +64,14 @@ def test_bad_sweep_values_name_the_key_value_and_allowed(
 
 
 def test_every_problem_is_listed_once(tmp_path, config_dict):
-    raw = config_dict(sweep=[{"backends": "local"}, {"selectors": "x", "backends": "y"}])
+    raw = config_dict(sweep=[{"k": 1}, {"selector": "x", "backend": "y"}])
     raw["data"] = {**raw["data"], "eval_size": 0}
     with pytest.raises(ConfigError) as caught:
         validate_config(raw)
     message = str(caught.value)
     assert "3 problem(s)" in message
-    assert "  sweep[1].selectors: unknown selector" in message
-    assert "  sweep[1].backends: unknown backend" in message
+    assert "  sweep[1].selector: unknown selector" in message
+    assert "  sweep[1].backend: unknown backend" in message
     assert "data.eval_size" in message
 
 
@@ -85,7 +91,7 @@ def test_yaml_syntax_error_names_the_line(tmp_path):
 
 def test_unrelated_mode_needs_a_word_per_label(config_dict):
     raw = config_dict(
-        sweep={"backends": "local", "label_modes": "unrelated"},
+        sweep={"label_mode": "unrelated"},
         run={"unrelated_labels": ["foo"]},
     )
     with pytest.raises(ConfigError, match=r"needs 2 distinct run\.unrelated_labels"):
@@ -93,8 +99,8 @@ def test_unrelated_mode_needs_a_word_per_label(config_dict):
 
 
 def test_template_errors_are_config_errors(config_dict):
-    raw = config_dict(prompt={"template": "Review: {text}"})
-    with pytest.raises(ConfigError, match=r"prompt: .*\{output\}"):
+    raw = config_dict(pipeline={"formatter": {"name": "text", "template": "Review: {text}"}})
+    with pytest.raises(ConfigError, match=r"pipeline\.formatter: .*\{output\}"):
         validate_config(raw)
 
 
@@ -125,7 +131,7 @@ def test_empty_evaluation_input(tmp_path, config_dict):
 
 
 def test_k_larger_than_the_pool(config_dict):
-    raw = config_dict(sweep={"backends": "local", "k": [2, 50]})
+    raw = config_dict(sweep={"k": [2, 50]})
     raw["data"] = {**raw["data"], "pool_size": 10}
     with pytest.raises(ConfigError, match=r"sweep\.k: k=50 is larger than the pool \(10 examples"):
         plan_experiment(validate_config(raw))
@@ -192,9 +198,9 @@ def test_csv_and_dataset_folder_inputs(tmp_path, config_dict):
 
 
 def test_unknown_component_options_fail_when_the_config_is_read(config_dict):
-    raw = config_dict(sweep={"backends": "local", "selectors": [{"name": "mmr", "lamda": 0.5}]})
+    raw = config_dict(sweep={"selector": [{"name": "mmr", "lamda": 0.5}]})
     with pytest.raises(ConfigError) as caught:
         validate_config(raw)
     message = str(caught.value)
-    assert "  sweep.selectors[0]: selector 'mmr'" in message
+    assert "  sweep.selector[0]: selector 'mmr'" in message
     assert "'lamda'" in message

@@ -30,11 +30,11 @@ def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml, single_thread):
     config = load_config(QUICKSTART).model_dump(mode="json")
     config["data"]["eval_size"] = 3
     config["sweep"] = [
-        {"k": 0, "backends": "local", "calibration": [False, True]},
-        {"selectors": "knn", "k": 2, "backends": "local"},
-        {"selectors": "random", "k": 2, "backends": "local", "scoring": "generate"},
+        {"k": 0, "classifier.calibration": ["none", "contextual"]},
+        {"selector": "knn", "k": 2},
+        {"selector": "random", "k": 2, "classifier.method": {"name": "generate", "max_tokens": 3}},
     ]
-    config["run"] = {"batch_size": 3, "max_tokens": 3}
+    config["run"] = {"batch_size": 3}
     path = write_yaml(tmp_path, config)
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--no-progress"])
@@ -44,15 +44,19 @@ def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml, single_thread):
     by_mode = {}
     for record in records:
         params = record["params"]
-        by_mode.setdefault((params["selector"] or {}).get("name", "zero"), []).append(record)
-        by_mode.setdefault(f"cal={params['calibration']}", []).append(record)
+        name = params["selector"]["name"] if params["k"] else "zero"
+        by_mode.setdefault(name, []).append(record)
+        calibrated = params["classifier"]["calibration"] is not None
+        by_mode.setdefault(f"cal={calibrated}", []).append(record)
     for record in by_mode["zero"]:
         assert record["demos"] == []
         assert math.isclose(sum(record["probabilities"].values()), 1.0, rel_tol=1e-6)
     # Calibration changes the probabilities of the same zero-shot prompts.
     calibrated = {r["query"]: r["probabilities"] for r in by_mode["cal=True"]}
     plain = {
-        r["query"]: r["probabilities"] for r in by_mode["zero"] if not r["params"]["calibration"]
+        r["query"]: r["probabilities"]
+        for r in by_mode["zero"]
+        if r["params"]["classifier"]["calibration"] is None
     }
     assert calibrated.keys() == plain.keys()
     assert any(abs(calibrated[q]["positive"] - plain[q]["positive"]) > 1e-3 for q in plain)
