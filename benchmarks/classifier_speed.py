@@ -73,10 +73,14 @@ def main() -> None:
     run_accuracy = report.cells[0]["accuracy"]
 
     print(f"throughput on {len(texts)} SST-2 dev queries (knn k=4, Gemma 3 270M):")
-    print(f"  ICLClassifier.predict  {len(texts) / classifier_seconds:6.2f} pred/s  "
-          f"({classifier_seconds:.1f} s, accuracy {accuracy:.3f})")
-    print(f"  iclkit run (runner)    {len(texts) / run_seconds:6.2f} pred/s  "
-          f"({run_seconds:.1f} s, accuracy {run_accuracy:.3f})")
+    print(
+        f"  ICLClassifier.predict  {len(texts) / classifier_seconds:6.2f} pred/s  "
+        f"({classifier_seconds:.1f} s, accuracy {accuracy:.3f})"
+    )
+    print(
+        f"  iclkit run (runner)    {len(texts) / run_seconds:6.2f} pred/s  "
+        f"({run_seconds:.1f} s, accuracy {run_accuracy:.3f})"
+    )
     print(f"  ratio classifier / run: {run_seconds / classifier_seconds:.2f} (goal >= 0.9)")
 
     dev = [line.split(" ", 1)[1].strip() for line in (DATA / "sst2" / "stsa.binary.dev").open()]

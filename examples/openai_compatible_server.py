@@ -55,4 +55,5 @@ finally:
 for prompt, prediction in zip(prompts, predictions, strict=True):
     print(f"{prediction.label} (gold {prompt.query.output})  {prompt.query.text[:60]}")
 gold = [prompt.query.output for prompt in prompts]
-print(f"accuracy on {len(prompts)} dev reviews: {accuracy(gold, [p.label for p in predictions]):.2f}")
+score = accuracy(gold, [p.label for p in predictions])
+print(f"accuracy on {len(prompts)} dev reviews: {score:.2f}")
