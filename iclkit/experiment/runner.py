@@ -209,11 +209,14 @@ def run_experiment(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    html: bool = True,
 ) -> Report:
     """Run every unfinished prediction of the grid into ``out`` and render the report.
 
     Predictions are appended to ``out/results.jsonl`` batch by batch (``run.batch_size``);
-    those already there are skipped. A progress bar with ETA covers the whole grid.
+    those already there are skipped. A progress bar with ETA covers the whole grid. The
+    report is :func:`~iclkit.experiment.report.render_report`'s (``html``: with
+    ``report.html``).
 
     Raises:
         ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
@@ -274,4 +277,4 @@ def run_experiment(
                             ]
                         )
                         bar.update(len(cell_batch))
-    return render_report(store.folder)
+    return render_report(store.folder, html=html)
