@@ -9,8 +9,8 @@ from pathlib import Path
 
 import numpy as np
 
-from iclkit.errors import DataError
-from iclkit.experiment.config import DataConfig
+from iclkit.errors import ConfigError, DataError
+from iclkit.experiment.config import DataConfig, HFSource
 from iclkit.pool import Pool
 
 
@@ -52,7 +52,41 @@ def _read_label_text(path: Path, config: DataConfig) -> Pool:
     )
 
 
-def _read(path: Path, config: DataConfig) -> Pool:
+def _read_hf(source: HFSource, key: str, config: DataConfig) -> Pool:
+    """Load one split with ``datasets.load_dataset`` (from the Hub, or local files offline)."""
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise ConfigError(
+            f"data.{key}: Hugging Face datasets need the 'datasets' package. "
+            "Fix: pip install 'iclkit[datasets]'"
+        ) from None
+    where = f"hf:{source.path}" + (f"/{source.name}" if source.name else "") + f"[{source.split}]"
+    try:
+        dataset = load_dataset(
+            source.path, source.name, split=source.split, data_files=source.data_files
+        )
+    except Exception as error:  # datasets raises many types: not found, offline, bad split
+        raise DataError(
+            f"data.{key}: datasets.load_dataset could not load {where}: "
+            f"{type(error).__name__}: {error}",
+            fix="check the path, name and split (offline, only local files and the datasets "
+            "cache can be read; set data_files for a local json/csv/parquet file)",
+        ) from None
+    pool = Pool.from_hf(
+        dataset,
+        input_fields=config.input_fields,
+        output_field=config.output_field,
+        id_field=config.id_field,
+    )
+    pool.source = where  # errors name the dataset and split, not "Dataset"
+    return pool
+
+
+def _read(source: Path | HFSource, key: str, config: DataConfig) -> Pool:
+    if isinstance(source, HFSource):
+        return _read_hf(source, key, config)
+    path = source
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder (from the config's data section)")
     if config.format == "label-text":
@@ -146,9 +180,19 @@ def load_data(config: DataConfig) -> ExperimentData:
         DataError: naming the file, example and field of a malformed record, a label outside
             the label space, an empty evaluation input, or an empty slice.
     """
-    pool = _select(_read(config.pool, config), "pool", config, config.pool_slice, config.pool_size)
+    pool = _select(
+        _read(config.source("pool"), "pool", config),
+        "pool",
+        config,
+        config.pool_slice,
+        config.pool_size,
+    )
     evaluation = _select(
-        _read(config.eval, config), "eval", config, config.eval_slice, config.eval_size
+        _read(config.source("eval"), "eval", config),
+        "eval",
+        config,
+        config.eval_slice,
+        config.eval_size,
     )
     _check(pool, "pool", config)
     _check(evaluation, "eval", config)
