@@ -17,6 +17,7 @@ from iclkit.experiment.statistics import add_intervals
 from iclkit.experiment.store import (
     PLOT_K,
     PLOT_ORDER,
+    REPORT_HTML,
     SUMMARY_CSV,
     SUMMARY_MD,
     ResultsStore,
@@ -267,9 +268,10 @@ def render_report(folder: str | Path, *, html: bool = True) -> Report:
 
     Writes ``summary.csv`` (one row per cell, with 95% bootstrap intervals), ``summary.md``
     (over seeds, per cell, order sensitivity), ``accuracy_vs_k.png``, when the grid has
-    permutations ``order_sensitivity.png``, and unless ``html`` is false ``report.html``
-    (see :mod:`iclkit.experiment.html_report`). Cells and labels come from ``run.json``;
-    without it, from the records themselves.
+    permutations ``order_sensitivity.png``, and ``report.html`` (see
+    :mod:`iclkit.experiment.html_report`); with ``html`` false, no ``report.html`` (an older
+    one is deleted, so that it never disagrees with the summary). Cells and labels come from
+    ``run.json``; without it, from the records themselves.
 
     Raises:
         DataError: if the folder has no ``results.jsonl`` or it holds a malformed line.
@@ -322,4 +324,6 @@ def render_report(folder: str | Path, *, html: bool = True) -> Report:
             images=images,
         )
         report.files.append(page)
+    else:
+        (store.folder / REPORT_HTML).unlink(missing_ok=True)
     return report
