@@ -6,6 +6,7 @@ The hub is never reached (HF_HUB_OFFLINE=1): ``load_dataset``'s packaged ``json`
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -16,6 +17,7 @@ from iclkit.experiment import load_config, plan_experiment, validate_config
 from iclkit.experiment.data import load_data
 from iclkit.pool import Pool
 
+ROOT = Path(__file__).resolve().parents[2]
 ROWS = [{"sentence": f"review number {i}", "label": i % 2, "idx": i} for i in range(30)]
 
 
@@ -96,3 +98,25 @@ def test_a_split_that_cannot_be_loaded_is_one_clear_error(files, config_dict, wr
     assert result.exit_code == 1
     assert "hf:json[validation]" in result.output and "Fix:" in result.output
     assert "Traceback" not in result.output
+
+
+def test_agnews_through_load_dataset_equals_the_file_config(shared_data):
+    """The AG News grid's data read by datasets' csv builder (data.hf) and by iclkit's reader."""
+    by_file = load_config(ROOT / "examples" / "real-data" / "agnews.yaml")
+    raw = by_file.model_dump(mode="json")
+    data = {key: value for key, value in raw["data"].items() if key not in ("pool", "eval")}
+    raw["data"] = {
+        **data,
+        "hf": {"path": "csv", "data_files": str(shared_data / "agnews" / "test.csv")},
+    }
+    through_hf = load_data(validate_config(raw).data)
+    expected = load_data(by_file.data)
+    for mine, theirs in ((through_hf.pool, expected.pool), (through_hf.eval, expected.eval)):
+        assert len(mine) == len(theirs) > 0
+        assert [(e.input, e.output) for e in mine] == [(e.input, e.output) for e in theirs]
+
+
+@pytest.mark.parametrize("name", ["sst2-hub.yaml", "agnews-hub.yaml"])
+def test_hub_configs_are_valid(name):
+    config = load_config(ROOT / "examples" / "real-data" / name)
+    assert config.data.source("pool").path == config.data.source("eval").path
