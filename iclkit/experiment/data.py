@@ -6,6 +6,7 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
@@ -142,6 +143,13 @@ def _select(
     )
 
 
+def _load_split(config: DataConfig, split: Literal["pool", "eval"]) -> Pool:
+    """Read one split from its source, then slice and subsample it."""
+    rows = config.pool_slice if split == "pool" else config.eval_slice
+    size = config.pool_size if split == "pool" else config.eval_size
+    return _select(_read(config.source(split), split, config), split, config, rows, size)
+
+
 def _check(pool: Pool, split: str, config: DataConfig) -> None:
     allowed = ", ".join(repr(label) for label in config.labels)
     for number, example in enumerate(pool, start=1):
@@ -180,20 +188,7 @@ def load_data(config: DataConfig) -> ExperimentData:
         DataError: naming the file, example and field of a malformed record, a label outside
             the label space, an empty evaluation input, or an empty slice.
     """
-    pool = _select(
-        _read(config.source("pool"), "pool", config),
-        "pool",
-        config,
-        config.pool_slice,
-        config.pool_size,
-    )
-    evaluation = _select(
-        _read(config.source("eval"), "eval", config),
-        "eval",
-        config,
-        config.eval_slice,
-        config.eval_size,
-    )
+    pool, evaluation = _load_split(config, "pool"), _load_split(config, "eval")
     _check(pool, "pool", config)
     _check(evaluation, "eval", config)
     return ExperimentData(pool=pool, eval=evaluation, fingerprint=_fingerprint(pool, evaluation))
