@@ -90,16 +90,20 @@ class _Run:
         self.columns = _columns(self.cells)
         self.group_columns = [c for c in self.columns if c != "seed"]
         self.members = [members_of(group, self.cells) for group in self.groups]
+        baseline_of = {str(row["cell"]): format_value(row.get("baseline")) for row in self.cells}
+        #: Per group: its baseline name ("" for an ICL setting), from the group or its cells.
+        self.baselines = [
+            format_value(group["baseline"])
+            if "baseline" in group
+            else next((baseline_of[cell] for cell in members if baseline_of[cell]), "")
+            for group, members in zip(self.groups, self.members, strict=True)
+        ]
 
     def group_records(self, index: int) -> list[list[Mapping[str, Any]]]:
         return [self.records.get(cell, []) for cell in self.members[index]]
 
     def baseline(self, index: int) -> str:
-        group = self.groups[index]
-        if "baseline" in group:
-            return format_value(group["baseline"])
-        first = next((row for row in self.cells if row["cell"] in self.members[index]), {})
-        return format_value(first.get("baseline"))
+        return self.baselines[index]
 
 
 def _leaderboard(run: _Run, resamples: int) -> dict[str, Any]:
@@ -188,7 +192,7 @@ def _comparisons(run: _Run, resamples: int) -> list[dict[str, str]]:
         if not run.baseline(i):
             families.setdefault(tuple(format_value(group.get(c)) for c in others), []).append(i)
     setting_columns = _varying(run.groups, others)
-    found = []
+    found: list[tuple[float, dict[str, str]]] = []
     for members in families.values():
         for a, b in itertools.combinations(members, 2):
             first, second = sorted((a, b), key=lambda i: -run.groups[i]["accuracy_mean"])
@@ -199,21 +203,19 @@ def _comparisons(run: _Run, resamples: int) -> list[dict[str, str]]:
             except ValueError:
                 continue
             group = run.groups[first]
-            found.append(
-                {
-                    "setting": _describe(group, setting_columns),
-                    "a": format_value(group["selector"]),
-                    "b": format_value(run.groups[second]["selector"]),
-                    "n": str(result.n),
-                    "difference": f"{result.difference.estimate:+.3f}",
-                    "interval": (f"[{result.difference.low:+.3f}, {result.difference.high:+.3f}]"),
-                    "p_value": f"{result.p_value:.3g}",
-                    "p": f"{result.p_value:.12f}",
-                    "test": result.test,
-                }
-            )
-    found.sort(key=lambda row: float(row["p"]))
-    return found[:MAX_COMPARISONS]
+            row = {
+                "setting": _describe(group, setting_columns),
+                "a": format_value(group["selector"]),
+                "b": format_value(run.groups[second]["selector"]),
+                "n": str(result.n),
+                "difference": f"{result.difference.estimate:+.3f}",
+                "interval": (f"[{result.difference.low:+.3f}, {result.difference.high:+.3f}]"),
+                "p_value": f"{result.p_value:.3g}",
+                "test": result.test,
+            }
+            found.append((result.p_value, row))
+    found.sort(key=lambda item: item[0])
+    return [row for _, row in found[:MAX_COMPARISONS]]
 
 
 def _reliability_plot(run: _Run) -> str | None:
@@ -285,14 +287,14 @@ def _cell_details(
     details = []
     predictions: dict[str, list[list[Any]]] = {}
     ordered = sorted(run.cells, key=lambda row: -(row["accuracy"] or 0.0))
+    varying = _varying(run.cells, run.columns)
     for row in ordered:
         records = run.records.get(row["cell"], [])
         calibration = reliability(records)
         details.append(
             {
                 "id": row["cell"],
-                "label": f"{_describe(row, _varying(run.cells, run.columns))} — "
-                f"accuracy {format_value(row['accuracy'])}",
+                "label": f"{_describe(row, varying)} — accuracy {format_value(row['accuracy'])}",
                 "settings": [(column, format_value(row.get(column))) for column in run.columns],
                 "n": row["n"],
                 "accuracy": format_value(row["accuracy"]),
