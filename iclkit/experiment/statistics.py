@@ -29,8 +29,9 @@ from iclkit.experiment.metrics import CELL_COLUMNS, accuracy, macro_f1
 Records = Sequence[Mapping[str, Any]]
 Metric = Literal["accuracy", "macro_f1"]
 
-#: Bootstrap and permutation resamples (2,000 keep a 98-cell report to seconds; the bounds
-#: of a 95% percentile interval then move by about 0.005 between seeds of the resampling).
+#: Bootstrap and permutation resamples. 2,000 keep the intervals of a 98-cell grid to
+#: seconds; the bounds of a 95% interval over 100 queries then move by about 0.004 (standard
+#: deviation) from one resampling seed to another.
 DEFAULT_RESAMPLES = 2000
 #: Equal-width confidence bins of the reliability diagram and the calibration error.
 DEFAULT_BINS = 10
