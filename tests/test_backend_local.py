@@ -135,3 +135,17 @@ def test_unknown_local_model_folder_is_a_clear_error(tmp_path, prompts):
 def test_scores_are_continuation_scores(prompts):
     (row,) = LocalBackend().score(prompts[:1], [[" positive", " negative"]])
     assert all(isinstance(s, ContinuationScore) for s in row)
+
+
+def test_cache_calls_use_the_current_transformers_api(prompts, recwarn, capfd):
+    """Prefix reuse passes key/value caches with no deprecated argument (no warning printed)."""
+    demos = prompts[0].text[: prompts[0].text.rindex("Review:")]
+    batch = [
+        prompts[0].model_copy(update={"text": f"{demos}Review: {q}\nSentiment:"})
+        for q in ("a gorgeous, witty film", "dull and lifeless", "N/A")
+    ]
+    candidates = [[" positive", " negative", " rather mixed, honestly"]] * len(batch)
+    LocalBackend().score(batch, candidates)
+    printed = capfd.readouterr().err
+    messages = [str(warning.message) for warning in recwarn] + printed.splitlines()
+    assert not [m for m in messages if "past_key_values" in m or "deprecated" in m.lower()]

@@ -238,6 +238,17 @@ def test_client_errors_raise_at_once_with_the_server_message(faulty, code, hint)
     assert faulty.posts() == 1
 
 
+def test_a_chat_model_on_the_completions_endpoint_points_to_chat_mode(faulty):
+    # What api.openai.com answers for gpt-4o-mini on /v1/completions.
+    message = "This is a chat model and not supported in the v1/completions endpoint."
+    faulty.script = [("status", 404, [], {"error": {"message": message}})]
+    with pytest.raises(BackendError, match=r"not supported .*Fix: .*needs mode='chat'"):
+        backend(faulty.url).generate([prompt()])
+    faulty.script = [("status", 404, [], {"error": {"message": "no such model"}})]
+    with pytest.raises(BackendError, match=r"Fix: check the model name and base_url$"):
+        backend(faulty.url, mode="chat").generate([prompt()])
+
+
 def test_unreachable_server():
     url = f"http://127.0.0.1:{free_port()}/v1"
     with pytest.raises(BackendError, match="cannot reach the server at .* after 2 attempts"):

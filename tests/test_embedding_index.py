@@ -117,3 +117,23 @@ def test_bad_index_settings_are_config_errors(kwargs, message):
 def test_building_on_no_vectors_is_a_config_error():
     with pytest.raises(ConfigError, match="non-empty"):
         VectorIndex().build(np.zeros((0, DIM), dtype=np.float32))
+
+
+def test_large_builds_log_their_steps_and_show_progress(data, monkeypatch, caplog, capsys):
+    import iclkit.embedding.index as module
+
+    pool, queries, _ = data
+    monkeypatch.setattr(module, "PROGRESS_MIN_VECTORS", 4_000)
+    monkeypatch.setattr(module, "_ADD_BLOCK", 3_000)
+    with caplog.at_level(logging.INFO, logger="iclkit.embedding"):
+        blocks = VectorIndex("ivf", nlist=50).build(pool)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "training the IVF index: 50 lists on 2000 sample vectors" in messages
+    assert "building the ivf index over 10000 vectors" in messages
+    bar = capsys.readouterr().err  # tqdm; cleared from the screen when done (leave=False)
+    assert "ivf index:" in bar and "/10000 [" in bar
+    # Adding in blocks builds the same index as one add call.
+    monkeypatch.setattr(module, "PROGRESS_MIN_VECTORS", 1_000_000)
+    whole = VectorIndex("ivf", nlist=50).build(pool)
+    for found, expected in zip(blocks.search(queries, 8), whole.search(queries, 8), strict=True):
+        np.testing.assert_array_equal(found, expected)

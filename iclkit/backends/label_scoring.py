@@ -148,11 +148,11 @@ def _run_head(
     if reused == len(head):
         return cache, None
     output = model.base_model(
-        torch.tensor([head[reused:]], device=model.device), past_key_values=cache, use_cache=True
+        torch.tensor([head[reused:]], device=model.device), cache=cache, use_cache=True
     )
     if not stored:
-        prefixes.add(head, output.past_key_values)
-    return output.past_key_values, output.last_hidden_state[0, -1:]
+        prefixes.add(head, output.cache)
+    return output.cache, output.last_hidden_state[0, -1:]
 
 
 def _decode(
@@ -182,7 +182,7 @@ def _decode(
         ids,
         attention_mask=mask.to(device),
         position_ids=positions.to(device),
-        past_key_values=cache,
+        cache=cache,
         use_cache=cache is not None,
     ).last_hidden_state
     return hidden[:, -keep:]

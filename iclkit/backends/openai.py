@@ -503,6 +503,11 @@ class OpenAIBackend(Backend):
             hint = ""
             if status in (401, 403):
                 hint = ". Fix: check the API key (OPENAI_API_KEY or api_key=)"
+            elif status == 404 and self.mode == "completion":
+                hint = (
+                    ". Fix: a chat-only model (such as gpt-4o-mini) needs mode='chat'; "
+                    "otherwise check the model name and base_url"
+                )
             elif status == 404:
                 hint = ". Fix: check the model name and base_url"
             return (

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
+    Discriminator,
     Field,
+    Tag,
     ValidationError,
     ValidationInfo,
     ValidatorFunctionWrapHandler,
@@ -73,22 +75,71 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+def _resolve_files(value: Any, info: ValidationInfo) -> Any:
+    """``data_files`` given as a path, a list of paths or a split → path(s) mapping, resolved."""
+    if isinstance(value, list):
+        return [_resolve_files(item, info) for item in value]
+    if isinstance(value, Mapping):
+        return {key: _resolve_files(item, info) for key, item in value.items()}
+    resolved = _resolve(value, info)
+    return str(resolved) if isinstance(resolved, Path) else resolved
+
+
+class HFSource(_Strict):
+    """One split of a Hugging Face dataset, read with ``datasets.load_dataset``.
+
+    ``path`` is a dataset on the Hugging Face Hub (``stanfordnlp/sst2``), a local dataset
+    folder, or a packaged builder (``json``, ``csv``, ``parquet``) reading ``data_files``
+    (paths relative to the config file). ``name`` is the dataset's configuration (``sst2``
+    of ``nyu-mll/glue``), ``split`` the split (``train``, ``validation``, ``test``, or a
+    slice such as ``train[:1000]``). Needs the ``datasets`` extra.
+    """
+
+    path: str = Field(min_length=1)
+    name: str | None = None
+    split: str = "train"
+    data_files: str | list[str] | dict[str, str | list[str]] | None = None
+
+    _files = field_validator("data_files", mode="before")(_resolve_files)
+
+
+class HFData(_Strict):
+    """A data file given as a Hugging Face dataset: ``{hf: {path, name, split, data_files}}``."""
+
+    hf: HFSource
+
+
+def _source_kind(value: Any) -> str:
+    return "hf-dataset" if isinstance(value, Mapping | HFData) else "file"
+
+
+#: A data file or a Hugging Face split; the tags name the alternative in pydantic's errors.
+DataSource = Annotated[
+    Annotated[Path, Tag("file")] | Annotated[HFData, Tag("hf-dataset")],
+    Discriminator(_source_kind),
+]
+_UNION_TAGS = frozenset({"file", "hf-dataset"})
+
+
 class DataConfig(_Strict):
     """Where the demonstration pool, the evaluation set and the dev set come from.
 
-    ``pool``, ``eval`` and ``dev`` are JSONL, CSV/TSV files, folders saved by ``datasets`` or
-    ``LABEL TEXT`` line files (``format: label-text``, the SST-2 files of Zhao et al. 2021).
-    ``eval`` is what ``iclkit run`` evaluates on; ``iclkit tune`` never reads it: it chooses
-    on ``dev`` or, without one, on a dev split carved from the pool (``tune.dev_size``).
-    ``labels`` is the label space: a list of labels, or a mapping label → verbalizer word (the
-    word the model sees and scores). ``*_slice: [start, stop]`` keeps rows ``start`` to
-    ``stop - 1`` (0-based, in file order); ``*_size`` then draws that many at random with
-    ``subsample_seed``.
+    ``pool``, ``eval`` and ``dev`` are JSONL, CSV/TSV files, folders saved by ``datasets``,
+    ``LABEL TEXT`` line files (``format: label-text``, the SST-2 files of Zhao et al. 2021), or
+    Hugging Face datasets (``{hf: {path, name, split}}``, see :class:`HFSource`). ``hf``
+    instead of ``pool`` and ``eval`` gives one Hugging Face split that is both (separate them
+    with ``pool_slice`` and ``eval_slice``). ``eval`` is what ``iclkit run`` evaluates on;
+    ``iclkit tune`` never reads it: it chooses on ``dev`` or, without one, on a dev split
+    carved from the pool (``tune.dev_size``). ``labels`` is the label space: a list of labels,
+    or a mapping label → verbalizer word (the word the model sees and scores).
+    ``*_slice: [start, stop]`` keeps rows ``start`` to ``stop - 1`` (0-based, in file order);
+    ``*_size`` then draws that many at random with ``subsample_seed``.
     """
 
-    pool: Path
-    eval: Path | None = None
-    dev: Path | None = None
+    pool: DataSource | None = None
+    eval: DataSource | None = None
+    dev: DataSource | None = None
+    hf: HFSource | None = None
     format: DataFormat = "auto"
     input_fields: list[str] = Field(default_factory=lambda: ["text"], min_length=1)
     output_field: str = "label"
@@ -118,6 +169,27 @@ class DataConfig(_Strict):
         if value is not None and not 0 <= value[0] < value[1]:
             raise ValueError(f"a slice is [start, stop] with 0 <= start < stop, got {list(value)}")
         return value
+
+    @model_validator(mode="after")
+    def _one_source(self) -> DataConfig:
+        if self.hf is not None and (self.pool is not None or self.eval is not None):
+            raise ValueError(
+                "give either data.hf (one split for the pool and the evaluation set) or "
+                "data.pool and data.eval, not both"
+            )
+        if self.hf is None and self.pool is None:
+            raise ValueError(
+                "data.pool missing: give data.pool (and data.eval for `iclkit run`) as files or "
+                "{hf: {path, name, split}}, or data.hf for one Hugging Face split"
+            )
+        return self
+
+    def source(self, split: Literal["pool", "eval", "dev"]) -> Path | HFSource | None:
+        """Where ``split`` comes from: a path, a Hugging Face split, or ``None`` if not given."""
+        given = {"pool": self.pool, "eval": self.eval, "dev": self.dev}[split]
+        if given is None:
+            return self.hf if split != "dev" else None
+        return given.hf if isinstance(given, HFData) else given
 
 
 class RunConfig(_Strict):
@@ -341,6 +413,8 @@ def _dotted(location: tuple[int | str, ...], raw: Any) -> str:
     parts: list[str] = []
     node = raw
     for key in location:
+        if key in _UNION_TAGS:  # which alternative of a union failed: not a key of the file
+            continue
         if isinstance(key, int):
             if isinstance(node, list):
                 parts[-1] += f"[{key}]"

@@ -6,11 +6,12 @@ import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 
 from iclkit.errors import ConfigError, DataError
-from iclkit.experiment.config import DataConfig
+from iclkit.experiment.config import DataConfig, HFSource
 from iclkit.pool import Pool
 
 
@@ -52,8 +53,41 @@ def _read_label_text(path: Path, config: DataConfig) -> Pool:
     )
 
 
-def _read(path: Path, config: DataConfig) -> Pool:
-    """Read one data file or folder through the config's format and field mapping."""
+def _read_hf(source: HFSource, key: str, config: DataConfig) -> Pool:
+    """Load one split with ``datasets.load_dataset`` (from the Hub, or local files offline)."""
+    try:
+        from datasets import load_dataset
+    except ImportError:
+        raise ConfigError(
+            f"data.{key}: Hugging Face datasets need the 'datasets' package. "
+            "Fix: pip install 'iclkit[datasets]'"
+        ) from None
+    where = f"hf:{source.path}" + (f"/{source.name}" if source.name else "") + f"[{source.split}]"
+    try:
+        dataset = load_dataset(
+            source.path, source.name, split=source.split, data_files=source.data_files
+        )
+    except Exception as error:  # datasets raises many types: not found, offline, bad split
+        raise DataError(
+            f"data.{key}: datasets.load_dataset could not load {where}: "
+            f"{type(error).__name__}: {error}",
+            fix="check the path, name and split (offline, only local files and the datasets "
+            "cache can be read; set data_files for a local json/csv/parquet file)",
+        ) from None
+    pool = Pool.from_hf(
+        dataset,
+        input_fields=config.input_fields,
+        output_field=config.output_field,
+        id_field=config.id_field,
+    )
+    pool.source = where  # errors name the dataset and split, not "Dataset"
+    return pool
+
+
+def _read(source: Path | HFSource, key: str, config: DataConfig) -> Pool:
+    if isinstance(source, HFSource):
+        return _read_hf(source, key, config)
+    path = source
     if not path.exists():
         raise FileNotFoundError(f"{path}: no such file or folder (from the config's data section)")
     if config.format == "label-text":
@@ -109,6 +143,20 @@ def _select(
     )
 
 
+def _load_split(config: DataConfig, split: Literal["pool", "eval", "dev"]) -> Pool:
+    """Read one split from its source, then slice and subsample it (the dev set as it is).
+
+    Raises:
+        ConfigError: if the split is not given in the config.
+    """
+    source = config.source(split)
+    if source is None:
+        raise ConfigError(f"data.{split} is missing. Fix: name it in the config's data section")
+    rows = {"pool": config.pool_slice, "eval": config.eval_slice}.get(split)
+    size = {"pool": config.pool_size, "eval": config.eval_size}.get(split)
+    return _select(_read(source, split, config), split, config, rows, size)
+
+
 def _check(pool: Pool, split: str, config: DataConfig) -> None:
     allowed = ", ".join(repr(label) for label in config.labels)
     for number, example in enumerate(pool, start=1):
@@ -122,7 +170,7 @@ def _check(pool: Pool, split: str, config: DataConfig) -> None:
             )
         if split in ("eval", "dev") and not example.text.strip():
             raise DataError(
-                f"data.eval: example {number} (id {example.id!r}) has an empty input",
+                f"data.{split}: example {number} (id {example.id!r}) has an empty input",
                 path=pool.source,
                 field=",".join(config.input_fields),
                 fix="remove the example or fill in its input",
@@ -146,7 +194,7 @@ def load_pool(config: DataConfig) -> Pool:
         FileNotFoundError: if the file or folder does not exist.
         DataError: as :func:`load_data`.
     """
-    pool = _select(_read(config.pool, config), "pool", config, config.pool_slice, config.pool_size)
+    pool = _load_split(config, "pool")
     _check(pool, "pool", config)
     return pool
 
@@ -160,12 +208,7 @@ def load_data(config: DataConfig) -> ExperimentData:
             the label space, an empty evaluation input, or an empty slice.
         ConfigError: if ``config.eval`` is not set.
     """
-    if config.eval is None:
-        raise ConfigError("data.eval is missing. Fix: name the evaluation set in data.eval")
-    pool = load_pool(config)
-    evaluation = _select(
-        _read(config.eval, config), "eval", config, config.eval_slice, config.eval_size
-    )
+    pool, evaluation = load_pool(config), _load_split(config, "eval")
     _check(evaluation, "eval", config)
     return ExperimentData(pool=pool, eval=evaluation, fingerprint=_fingerprint(pool, evaluation))
 
@@ -182,8 +225,8 @@ def load_dev_data(config: DataConfig, dev_size: int, dev_seed: int) -> Experimen
         DataError: as :func:`load_data`, or if the pool is too small to carve the dev set from.
     """
     pool = load_pool(config)
-    if config.dev is not None:
-        dev = _select(_read(config.dev, config), "dev", config, None, None)
+    if config.source("dev") is not None:
+        dev = _load_split(config, "dev")
     else:
         if dev_size >= len(pool):
             raise DataError(

@@ -1,4 +1,4 @@
-"""Render a run's summary (``summary.csv``, ``summary.md``) and plots from ``results.jsonl``."""
+"""Render a run's summary (``summary.csv``, ``summary.md``), plots and ``report.html``."""
 
 from __future__ import annotations
 
@@ -12,9 +12,11 @@ from pathlib import Path
 from typing import Any
 
 from iclkit.errors import DataError
+from iclkit.experiment.statistics import add_intervals
 from iclkit.experiment.store import (
     PLOT_K,
     PLOT_ORDER,
+    REPORT_HTML,
     SUMMARY_CSV,
     SUMMARY_MD,
     ResultsStore,
@@ -33,7 +35,8 @@ class Report:
     files: list[Path]
 
 
-def _text(value: Any) -> str:
+def format_value(value: Any) -> str:
+    """A table value as text: floats to 3 decimals, booleans as yes/no, ``None`` empty."""
     if isinstance(value, float):
         return f"{value:.3f}"
     if isinstance(value, bool):
@@ -46,19 +49,29 @@ def _text(value: Any) -> str:
 def markdown_table(rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> str:
     """A GitHub-flavoured Markdown table of ``rows`` (floats to 3 decimals)."""
     lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
-    lines += ["| " + " | ".join(_text(row.get(c)) for c in columns) + " |" for row in rows]
+    lines += ["| " + " | ".join(format_value(row.get(c)) for c in columns) + " |" for row in rows]
     return "\n".join(lines)
 
 
-def _pm(mean: float, std: float) -> str:
-    return f"{mean:.3f} ± {std:.3f}"
+def plus_minus(mean: float, std: float, seeds: int) -> str:
+    """``mean ± std``; one seed has no measurable spread: ``mean ± —``."""
+    return f"{mean:.3f} ± {std:.3f}" if seeds > 1 else f"{mean:.3f} ± —"
 
 
-def seeds_table(rows: Sequence[Mapping[str, Any]], *, compact: bool = False) -> str:
-    """The over-seeds table as Markdown: ``mean ± std`` of accuracy and macro-F1 per group.
+def interval_text(row: Mapping[str, Any], metric: str) -> str:
+    """A row's 95% interval of ``metric`` as ``[low, high]`` (empty when it has none)."""
+    low, high = row.get(f"{metric}_low"), row.get(f"{metric}_high")
+    return "" if low is None or high is None else f"[{low:.3f}, {high:.3f}]"
 
-    ``compact`` leaves out the columns that have one value in every row (except selector
-    and k), for printing.
+
+def seeds_rows(
+    rows: Sequence[Mapping[str, Any]], *, compact: bool = False
+) -> tuple[list[dict[str, Any]], list[str]]:
+    """The over-seeds table as text cells, and its columns.
+
+    Accuracy and macro-F1 are ``mean ± std`` over seeds (``± —`` for one seed) with their 95%
+    bootstrap interval when the rows have one. ``compact`` leaves out the columns that have
+    one value in every row (except selector and k), for printing.
     """
     columns = [c for c in CELL_COLUMNS if c != "seed"]
     if compact:
@@ -67,13 +80,25 @@ def seeds_table(rows: Sequence[Mapping[str, Any]], *, compact: bool = False) -> 
         ]
     shown = [
         {
-            **row,
-            "accuracy": _pm(row["accuracy_mean"], row["accuracy_std"]),
-            "macro-F1": _pm(row["macro_f1_mean"], row["macro_f1_std"]),
+            **{column: format_value(row[column]) for column in columns},
+            "seeds": str(row["seeds"]),
+            "accuracy": plus_minus(row["accuracy_mean"], row["accuracy_std"], row["seeds"]),
+            "accuracy 95% CI": interval_text(row, "accuracy"),
+            "macro-F1": plus_minus(row["macro_f1_mean"], row["macro_f1_std"], row["seeds"]),
+            "macro-F1 95% CI": interval_text(row, "macro_f1"),
         }
         for row in rows
     ]
-    return markdown_table(shown, [*columns, "seeds", "accuracy", "macro-F1"])
+    metrics = ["accuracy", "accuracy 95% CI", "macro-F1", "macro-F1 95% CI"]
+    if not any(row["accuracy 95% CI"] for row in shown):
+        metrics = ["accuracy", "macro-F1"]
+    return shown, [*columns, "seeds", *metrics]
+
+
+def seeds_table(rows: Sequence[Mapping[str, Any]], *, compact: bool = False) -> str:
+    """The over-seeds table of :func:`seeds_rows` as Markdown."""
+    shown, columns = seeds_rows(rows, compact=compact)
+    return markdown_table(shown, columns)
 
 
 def _summary_markdown(name: str, report: Report, n_records: int) -> str:
@@ -82,8 +107,10 @@ def _summary_markdown(name: str, report: Report, n_records: int) -> str:
         "",
         f"{n_records} predictions in {len(report.cells)} cells "
         f"({sum(row['complete'] for row in report.cells)} complete). Accuracy and macro-F1 are "
-        "over the evaluation set; ± is the sample standard deviation over seeds. Incomplete "
-        "cells (an interrupted run) appear only in the per-cell table, with their n.",
+        "over the evaluation set; ± is the sample standard deviation over seeds (— for one "
+        "seed: one value has no measurable spread); intervals are 95% bootstrap confidence "
+        "intervals over the evaluation queries. Incomplete cells (an interrupted run) appear "
+        "only in the per-cell table, with their n.",
         "",
         "## Mean over seeds",
         "",
@@ -92,7 +119,25 @@ def _summary_markdown(name: str, report: Report, n_records: int) -> str:
         "## Per cell",
         "",
         markdown_table(
-            report.cells, ["cell", *CELL_COLUMNS, "n", "accuracy", "macro_f1", "tokens", "calls"]
+            [
+                {
+                    **row,
+                    "accuracy 95% CI": interval_text(row, "accuracy"),
+                    "macro-F1 95% CI": interval_text(row, "macro_f1"),
+                }
+                for row in report.cells
+            ],
+            [
+                "cell",
+                *CELL_COLUMNS,
+                "n",
+                "accuracy",
+                "accuracy 95% CI",
+                "macro_f1",
+                "macro-F1 95% CI",
+                "tokens",
+                "calls",
+            ],
         ),
     ]
     if report.orders:
@@ -220,13 +265,15 @@ def _plot_orders(orders: Sequence[Mapping[str, Any]], path: Path) -> bool:
     return True
 
 
-def render_report(folder: str | Path) -> Report:
+def render_report(folder: str | Path, *, html: bool = True) -> Report:
     """Re-compute every table from ``results.jsonl`` and write the summary files and plots.
 
-    Writes ``summary.csv`` (one row per cell), ``summary.md`` (over seeds, per cell, order
-    sensitivity), ``accuracy_vs_k.png`` and, when the grid has permutations,
-    ``order_sensitivity.png``. Cells and labels come from ``run.json``; without it, from the
-    records themselves.
+    Writes ``summary.csv`` (one row per cell, with 95% bootstrap intervals), ``summary.md``
+    (over seeds, per cell, order sensitivity), ``accuracy_vs_k.png``, when the grid has
+    permutations ``order_sensitivity.png``, and ``report.html`` (see
+    :mod:`iclkit.experiment.html_report`); with ``html`` false, no ``report.html`` (an older
+    one is deleted, so that it never disagrees with the summary). Cells and labels come from
+    ``run.json``; without it, from the records themselves.
 
     Raises:
         DataError: if the folder has no ``results.jsonl`` or it holds a malformed line.
@@ -248,8 +295,12 @@ def render_report(folder: str | Path) -> Report:
     records = [record for record in records if record["cell"] in wanted]
     labels = info.get("labels") or sorted({record["gold"] for record in records})
     rows = cell_rows(cells, records, labels, info.get("eval_size"))
-    report = Report(cells=rows, seeds=over_seeds(rows), orders=order_spread(rows), files=[])
-    columns = ["cell", *CELL_COLUMNS, "n", "accuracy", "macro_f1", "tokens", "calls"]
+    add_intervals(rows, rows, records, labels)
+    seeds = over_seeds(rows)
+    add_intervals(seeds, rows, records, labels)
+    report = Report(cells=rows, seeds=seeds, orders=order_spread(rows), files=[])
+    columns = ["cell", *CELL_COLUMNS, "n", "accuracy", "accuracy_low", "accuracy_high"]
+    columns += ["macro_f1", "macro_f1_low", "macro_f1_high", "tokens", "calls"]
     write_atomic(store.folder / SUMMARY_CSV, _csv(rows, columns))
     name = str(info.get("name", store.folder.name))
     write_atomic(store.folder / SUMMARY_MD, _summary_markdown(name, report, len(records)))
@@ -260,4 +311,21 @@ def render_report(folder: str | Path) -> Report:
     ):
         if plotted:
             report.files.append(store.folder / target)
+    if html:
+        from iclkit.experiment.html_report import render_html
+
+        images = [path for path in report.files if path.suffix == ".png"]
+        page = render_html(
+            store.folder,
+            name=name,
+            cells=rows,
+            groups=seeds,
+            records=records,
+            labels=labels,
+            info=info,
+            images=images,
+        )
+        report.files.append(page)
+    else:
+        (store.folder / REPORT_HTML).unlink(missing_ok=True)
     return report

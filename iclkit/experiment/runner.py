@@ -128,7 +128,7 @@ def plan_experiment(config: ExperimentConfig, data: ExperimentData | None = None
         ConfigError: if the config has no evaluation set, or a k exceeds the pool.
     """
     if data is None:
-        if config.data.eval is None:
+        if config.data.source("eval") is None:
             raise ConfigError(
                 "data.eval is missing: `iclkit run` evaluates the grid on it. Fix: add "
                 "data.eval (or use `iclkit tune`, which chooses on a dev split of the pool)"
@@ -267,10 +267,12 @@ def run_experiment(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    html: bool = True,
 ) -> Report:
     """Run every unfinished prediction of the grid into ``out`` and render the report.
 
-    The same as ``run_plan(plan_experiment(config), out, ...)``.
+    The same as ``run_plan(plan_experiment(config), out, ...)``; ``html=False`` skips
+    ``report.html``.
 
     Raises:
         ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
@@ -279,7 +281,12 @@ def run_experiment(
         BackendError: if a model backend fails.
     """
     return run_plan(
-        plan_experiment(config), out, resume=resume, overwrite=overwrite, progress=progress
+        plan_experiment(config),
+        out,
+        resume=resume,
+        overwrite=overwrite,
+        progress=progress,
+        html=html,
     )
 
 
@@ -290,6 +297,7 @@ def run_plan(
     resume: bool = False,
     overwrite: bool = False,
     progress: bool = True,
+    html: bool = True,
 ) -> Report:
     """Run every unfinished prediction of ``plan`` into ``out`` and render the report.
 
@@ -320,4 +328,4 @@ def run_plan(
             store.append(records)
             bar.update(len(records))
     store.put_in_order(plan.order)
-    return render_report(store.folder)
+    return render_report(store.folder, html=html)

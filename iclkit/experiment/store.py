@@ -24,14 +24,19 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 PLOT_K = "accuracy_vs_k.png"
 PLOT_ORDER = "order_sensitivity.png"
+REPORT_HTML = "report.html"
 #: Every file a run writes; ``--overwrite`` deletes these and nothing else.
-OUTPUTS = (RESULTS, RUN_INFO, SUMMARY_CSV, SUMMARY_MD, PLOT_K, PLOT_ORDER)
+OUTPUTS = (RESULTS, RUN_INFO, SUMMARY_CSV, SUMMARY_MD, PLOT_K, PLOT_ORDER, REPORT_HTML)
 
 
 def write_atomic(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` through a temporary file and ``os.replace``."""
+    """Write ``text`` to ``path`` through a temporary file and ``os.replace``.
+
+    The file gets mode 0644, like ``results.jsonl`` (``mkstemp`` alone would leave 0600).
+    """
     handle, temporary = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        os.fchmod(handle, 0o644)
         with os.fdopen(handle, "w", encoding="utf-8") as stream:
             stream.write(text)
             stream.flush()

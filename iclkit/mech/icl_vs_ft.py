@@ -172,7 +172,7 @@ def probe(
     if prefix is not None:
         cache = copy.deepcopy(prefix)
         cache.batch_repeat_interleave(len(queries))
-        kwargs = {"past_key_values": cache, "use_cache": True}
+        kwargs = {"cache": cache, "use_cache": True}
     with torch.no_grad(), capture(model, names) as cache_:
         logits = model(ids, logits_to_keep=keep, **kwargs).logits
     rows = torch.arange(len(queries))
@@ -318,7 +318,7 @@ def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> Ch
             torch.tensor([bos + [t for ids in demo_ids for t in ids]]),
             use_cache=True,
             logits_to_keep=1,
-        ).past_key_values
+        ).cache
     zsl = zero_shot(model, tokens, "ZSL")
     icl = probe_all(model, tokens, lengths, label_ids, setting.batch_size, prefix, "ICL")
     ft = zero_shot(tuned, tokens, "FT")

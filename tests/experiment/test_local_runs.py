@@ -66,4 +66,7 @@ def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml, single_thread):
         assert isinstance(record["output"], str) and record["scores"] == {}
     summary = (out / "summary.csv").read_text().splitlines()
     assert len(summary) == 1 + 4
-    assert "| zero-shot |" in result.output
+    assert "zero-shot" in result.stdout and "accuracy 95% CI" in result.stdout
+    # The CLI shows iclkit's INFO lines (here: the pool embedded for knn).
+    assert "INFO iclkit.embedding: embedded" in result.stderr
+    assert (out / "report.html").exists()
