@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import inspect
 import json
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,7 +12,7 @@ import click
 import yaml
 
 from iclkit._version import __version__
-from iclkit.builder import PromptBuilder
+from iclkit.builder import PromptBuilder, whitespace_length
 from iclkit.cli_errors import friendly_errors
 from iclkit.pool import Pool
 from iclkit.registry import GROUPS, Registry
@@ -137,7 +138,18 @@ def _options_for(registry: Registry[Any], name: str, candidates: dict[str, Any])
     help="Extra selector option, e.g. -o per_query=false (repeatable).",
 )
 @click.option(
-    "--token-budget", type=int, default=None, help="Drop least relevant demos to fit N tokens."
+    "--token-budget",
+    type=int,
+    default=None,
+    help="Drop the least relevant demos until the prompt fits N tokens: whitespace-separated "
+    "words, or the tokens of --tokenizer. Dropped demos are listed on stderr.",
+)
+@click.option(
+    "--tokenizer",
+    default=None,
+    metavar="FOLDER|gemma-3-270m",
+    help="Count --token-budget in this local Hugging Face tokenizer's tokens ('gemma-3-270m': "
+    "the bundled model's) instead of words.",
 )
 @click.option("--allow-fewer", is_flag=True, help="Use fewer than k demos if the pool is small.")
 @click.option("--json", "as_json", is_flag=True, help="Print the prompt and its provenance.")
@@ -157,6 +169,7 @@ def build(
     output_field: str,
     selector_options: tuple[str, ...],
     token_budget: int | None,
+    tokenizer: str | None,
     allow_fewer: bool,
     as_json: bool,
 ) -> None:
@@ -204,6 +217,7 @@ def build(
         k=k,
         instruction=instruction,
         token_budget=token_budget,
+        length_fn=_length_fn(tokenizer),
         allow_fewer=allow_fewer,
     ).fit(pool)
     parsed_queries: list[Any] = [_parse_query(query, len(input_fields)) for query in queries]
@@ -215,6 +229,27 @@ def build(
             if number:
                 click.echo("\n" + "=" * 40 + "\n")
             click.echo(prompt.text)
+        if prompt.dropped:
+            ids = ", ".join(
+                f"{d.index}" + (f" ({d.example.id})" if d.example.id else "")
+                for d in prompt.dropped
+            )
+            unit = "words" if tokenizer is None else f"{tokenizer} tokens"
+            click.echo(
+                f"dropped {len(prompt.dropped)} demonstration(s) to fit {token_budget} {unit}: "
+                f"pool index {ids}",
+                err=True,
+            )
+
+
+def _length_fn(tokenizer: str | None) -> Callable[[str], int]:
+    """Words, or the tokens of a local tokenizer (read offline)."""
+    if tokenizer is None:
+        return whitespace_length
+    from iclkit.bundled_models import load_tokenizer
+
+    loaded = load_tokenizer(tokenizer)
+    return lambda text: len(loaded(text).input_ids)
 
 
 def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:

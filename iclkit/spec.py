@@ -109,22 +109,13 @@ def label_words(value: Any) -> Any:
     """A label space as ``{label: word}``: a list means each label is its own word.
 
     Raises:
-        ValueError: if two labels share a word, or a label or word is empty.
+        ConfigError: (a ``ValueError``) as :meth:`~iclkit.inference.LabelSpace.from_spec`.
     """
-    if isinstance(value, list | tuple):
-        value = {str(label): str(label) for label in value}
-    if isinstance(value, Mapping):
-        pairs = {str(label): "" if word is None else str(word) for label, word in value.items()}
-        empty = [label for label, word in pairs.items() if not label.strip() or not word.strip()]
-        if empty:
-            raise ValueError(
-                f"label {empty[0]!r} has an empty label or verbalizer word; give every label a "
-                "non-empty word"
-            )
-        words = list(pairs.values())
-        if len(set(words)) != len(words):
-            raise ValueError(f"two labels share a verbalizer word: {words}")
-        return pairs
+    from iclkit.inference.labels import LabelSpace
+
+    if isinstance(value, list | tuple | Mapping):
+        space = LabelSpace.from_spec(value)
+        return dict(zip(space.labels, space.words, strict=True))
     return value
 
 

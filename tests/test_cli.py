@@ -183,3 +183,17 @@ def test_help_teaches_and_version():
     assert "Examples:" in build_help and "--selector" in build_help and "--seed" in build_help
     assert "iclkit.selectors" in run("plugins", "--help").output
     assert __version__ in run("--version").output
+
+
+def test_build_reports_dropped_demonstrations_and_counts_model_tokens(pool_file):
+    args = ["build", "--pool", str(pool_file), "--query", "a moving film", "--k", "4"]
+    words = CliRunner().invoke(main, [*args, "--token-budget", "20"])
+    assert words.exit_code == 0, words.output
+    assert "to fit 20 words: pool index" in words.stderr
+    full = CliRunner().invoke(main, args)
+    assert full.output.count("Output:") == 5 and "dropped" not in full.stderr
+    tokens = CliRunner().invoke(
+        main, [*args, "--token-budget", "40", "--tokenizer", "gemma-3-270m"]
+    )
+    assert tokens.exit_code == 0, tokens.output
+    assert "to fit 40 gemma-3-270m tokens" in tokens.stderr

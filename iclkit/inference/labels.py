@@ -42,9 +42,12 @@ class LabelSpace:
             raise ConfigError(
                 f"labels must be a list or a {{label: word}} mapping, not the string {spec!r}"
             )
-        pairs = (
-            list(spec.items()) if isinstance(spec, Mapping) else [(str(x), str(x)) for x in spec]
-        )
+        pairs = [
+            (str(label), "" if word is None else str(word))
+            for label, word in (
+                spec.items() if isinstance(spec, Mapping) else zip(spec, spec, strict=True)
+            )
+        ]
         if len(pairs) < 2:
             raise ConfigError(f"a classification needs at least two labels, got {pairs!r}")
         for label, word in pairs:

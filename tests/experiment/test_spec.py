@@ -38,7 +38,8 @@ def test_defaults_and_label_lists():
         ({"formatter": {"name": "text", "template": "{text}"}}, "formatter: template"),
         ({"k": -1}, "k: Input should be greater than or equal to 0"),
         ({"classifier": {"method": "generate", "calibration": "contextual"}}, "generate"),
-        ({"labels": {"a": "x", "b": "x"}}, "share a verbalizer word"),
+        ({"labels": {"a": "x", "b": "x"}}, "share a verbalization"),
+        ({"labels": {"a": "x", "b": None}}, "empty verbalization"),
     ],
 )
 def test_bad_specs_name_the_field(change, fragment):
