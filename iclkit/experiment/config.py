@@ -6,16 +6,18 @@ API (``ExperimentConfig(data=..., sweep=...)``). Paths in a YAML file are relati
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
     ConfigDict,
     Field,
+    StrictBool,
+    StrictInt,
     ValidationError,
     ValidationInfo,
     field_validator,
@@ -24,10 +26,15 @@ from pydantic import (
 
 from iclkit.errors import ConfigError
 from iclkit.registry import Registry, backends, formatters, orderers, selectors
+from iclkit.text_files import short_repr
+from iclkit.yaml_io import load_yaml
 
 LabelMode = Literal["gold", "random", "flipped", "unrelated"]
 Scoring = Literal["loglik", "loglik-norm", "generate"]
 DataFormat = Literal["auto", "jsonl", "csv", "tsv", "hf", "label-text"]
+
+#: What ``name:`` may be: it becomes the folder ``runs/<name>``, so no separators or ``..``.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
 DEFAULT_UNRELATED = ["foo", "bar", "baz", "qux", "quux", "corge", "grault", "garply"]
 
@@ -43,13 +50,13 @@ def _component(value: Any, registry: Registry[Any]) -> dict[str, Any]:
     if not isinstance(value, Mapping) or not isinstance(value.get("name"), str):
         raise ValueError(
             f"expected a {registry.kind} name or a mapping with a 'name' key and its options, "
-            f"got {value!r}"
+            f"got {short_repr(value)}"
         )
     name = value["name"]
     available = registry.names()
     if name not in available:
         raise ValueError(
-            f"unknown {registry.kind} {name!r}; allowed: {', '.join(available)} "
+            f"unknown {registry.kind} {short_repr(name)}; allowed: {', '.join(available)} "
             "(`iclkit plugins` lists them; install the package that provides it)"
         )
     registry.create(value)  # ConfigError (a ValueError) for an option it does not take
@@ -96,11 +103,11 @@ class DataConfig(_Strict):
     output_field: str = "label"
     id_field: str = "id"
     labels: dict[str, str] = Field(min_length=2)
-    pool_slice: tuple[int, int] | None = None
-    eval_slice: tuple[int, int] | None = None
-    pool_size: int | None = Field(default=None, gt=0)
-    eval_size: int | None = Field(default=None, gt=0)
-    subsample_seed: int = Field(default=0, ge=0)
+    pool_slice: tuple[StrictInt, StrictInt] | None = None
+    eval_slice: tuple[StrictInt, StrictInt] | None = None
+    pool_size: StrictInt | None = Field(default=None, gt=0)
+    eval_size: StrictInt | None = Field(default=None, gt=0)
+    subsample_seed: StrictInt = Field(default=0, ge=0)
 
     _paths = field_validator("pool", "eval", mode="before")(_resolve)
 
@@ -115,6 +122,13 @@ class DataConfig(_Strict):
         if isinstance(value, list):
             value = {label: label for label in value}
         if isinstance(value, Mapping):
+            bad = [v for v in (*value, *value.values()) if not isinstance(v, str | int)]
+            if bad:
+                raise ValueError(
+                    "labels and their words must be text or integers, got "
+                    f"{short_repr(bad[0])}; write every label (and word) out, e.g. "
+                    "{0: negative, 1: positive}"
+                )
             words = [str(word) for word in value.values()]
             if len(set(words)) != len(words):
                 raise ValueError(f"two labels share a verbalizer word: {words}")
@@ -163,14 +177,14 @@ class SweepConfig(_Strict):
     """
 
     selectors: list[SelectorSpec] = Field(default_factory=lambda: [{"name": "random"}])
-    k: list[int] = Field(default_factory=lambda: [4], min_length=1)
+    k: list[StrictInt] = Field(default_factory=lambda: [4], min_length=1)
     orderers: list[OrdererSpec] = Field(default_factory=lambda: [{"name": "as-selected"}])
-    seeds: list[int] = Field(default_factory=lambda: [0], min_length=1)
+    seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
     backends: list[BackendSpec] = Field(default_factory=lambda: [{"name": "local"}])
-    calibration: list[bool] = Field(default_factory=lambda: [False], min_length=1)
+    calibration: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     scoring: list[Scoring] = Field(default_factory=lambda: ["loglik"], min_length=1)  # type: ignore[arg-type]
     label_modes: list[LabelMode] = Field(default_factory=lambda: ["gold"], min_length=1)  # type: ignore[arg-type]
-    permutations: int = Field(default=1, ge=1)
+    permutations: StrictInt = Field(default=1, ge=1)
 
     @field_validator(
         "selectors",
@@ -199,8 +213,8 @@ class SweepConfig(_Strict):
 class RunConfig(_Strict):
     """How predictions are computed: batch size, generation length, calibration inputs."""
 
-    batch_size: int = Field(default=8, gt=0)
-    max_tokens: int = Field(default=8, gt=0)
+    batch_size: StrictInt = Field(default=8, gt=0)
+    max_tokens: StrictInt = Field(default=8, gt=0)
     content_free_inputs: list[str] = Field(default_factory=lambda: ["N/A", "", "[MASK]"])
     unrelated_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_UNRELATED))
 
@@ -209,7 +223,9 @@ class ExperimentConfig(_Strict):
     """A whole experiment: the data, the prompt, one or more grids, and run settings.
 
     ``sweep`` is a mapping (one grid) or a list of mappings whose cells are joined (the same
-    cell listed twice runs once), so that ablations can be run at one k only.
+    cell listed twice runs once), so that ablations can be run at one k only. ``name`` is
+    also the default output folder ``runs/<name>``: 1 to 100 letters, digits, ``.``, ``_`` or
+    ``-``, starting with a letter or digit.
 
     Raises:
         pydantic.ValidationError: from the constructor; :func:`load_config` and
@@ -226,6 +242,16 @@ class ExperimentConfig(_Strict):
     @classmethod
     def _sweeps(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                "the name is the run's folder (runs/<name>): use 1 to 100 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
+        return value
 
     @model_validator(mode="after")
     def _enough_unrelated_words(self) -> ExperimentConfig:
@@ -268,7 +294,7 @@ def config_error(error: ValidationError, raw: Any, source: str) -> ConfigError:
             message = "unknown key; check its spelling against the documented keys"
         line = f"  {_dotted(tuple(problem['loc']), raw)}: {message}"
         if problem["type"] not in ("missing",):
-            line += f" (got {problem['input']!r})"
+            line += f" (got {short_repr(problem['input'])})"
         lines.append(line)
     count = len(lines)
     return ConfigError(
@@ -294,18 +320,13 @@ def validate_config(
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config (``yaml.safe_load``).
+    """Read and validate a YAML experiment config (see :func:`iclkit.yaml_io.load_yaml`).
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ConfigError: for YAML syntax errors (with the line) and every invalid key.
+        DataError: if the file is not UTF-8 (naming the line).
+        ConfigError: for YAML syntax errors, duplicate keys or oversized documents (with the
+            line) and every invalid key.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {error}") from None
-    return validate_config(raw, base_dir=path.parent, source=str(path))
+    return validate_config(load_yaml(path), base_dir=path.parent, source=str(path))

@@ -26,6 +26,7 @@ from iclkit.experiment.ablations import permute, relabel, verbalizer_for
 from iclkit.experiment.config import ExperimentConfig
 from iclkit.experiment.data import ExperimentData, load_data
 from iclkit.experiment.grid import Cell, context_key, expand_grid, model_calls
+from iclkit.experiment.preflight import check_prompts
 from iclkit.experiment.report import Report, render_report
 from iclkit.experiment.store import ResultsStore
 from iclkit.formatters.base import Formatter
@@ -68,10 +69,12 @@ def plan_experiment(config: ExperimentConfig) -> Plan:
 
     Raises:
         FileNotFoundError: if a data file does not exist.
-        DataError: for malformed data, labels outside the label space or empty inputs.
+        DataError: for malformed data, labels outside the label space, empty inputs, or an
+            example that does not fit the prompt template.
         ConfigError: if a k exceeds the pool.
     """
     data = load_data(config.data)
+    check_prompts(config, data, _Prompts(config, data).formatter("gold"))
     context = context_key(config, data.fingerprint)
     cells = expand_grid(config, context, len(data.pool))
     n_content_free = len(config.run.content_free_inputs)
@@ -213,17 +216,33 @@ def run_experiment(
     """Run every unfinished prediction of the grid into ``out`` and render the report.
 
     Predictions are appended to ``out/results.jsonl`` batch by batch (``run.batch_size``);
-    those already there are skipped. A progress bar with ETA covers the whole grid.
+    those already there are skipped. A progress bar with ETA covers the whole grid. The
+    folder is locked for the run (see :meth:`ResultsStore.lock`); nothing in it is deleted
+    before the whole plan has been checked against the data.
 
     Raises:
         ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
-            ``overwrite`` is set, or a component option is invalid.
+            ``overwrite`` is set, another run is using ``out``, or a component option is
+            invalid.
         DataError: for bad data (see :func:`plan_experiment`).
         BackendError: if a model backend fails.
     """
     plan = plan_experiment(config)
     store = ResultsStore(out)
-    done = store.open(plan.info(), resume=resume, overwrite=overwrite)
+    with store.lock():
+        done = store.open(plan.info(), resume=resume, overwrite=overwrite)
+        _run_pending(config, plan, store, done, progress)
+        return render_report(store.folder)
+
+
+def _run_pending(
+    config: ExperimentConfig,
+    plan: Plan,
+    store: ResultsStore,
+    done: set[tuple[str, str]],
+    progress: bool,
+) -> None:
+    """Predict every (cell, query) of ``plan`` not in ``done`` and append it to ``store``."""
     queries = list(plan.data.eval)
     pending = {
         cell.id: [query for query in queries if (cell.id, str(query.id)) not in done]
@@ -274,4 +293,3 @@ def run_experiment(
                             ]
                         )
                         bar.update(len(cell_batch))
-    return render_report(store.folder)
