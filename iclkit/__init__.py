@@ -10,6 +10,7 @@ orderers and formatters::
     print(builder.build("a moving, funny story").text)
 """
 
+from iclkit import _unreadable_metadata  # noqa: F401 - before the first pydantic model
 from iclkit._version import __version__
 from iclkit.builder import PromptBuilder, whitespace_length
 from iclkit.errors import (
