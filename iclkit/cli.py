@@ -2,36 +2,19 @@
 
 from __future__ import annotations
 
-import functools
 import inspect
 import json
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import click
-import yaml
 
 from iclkit._version import __version__
 from iclkit.builder import PromptBuilder
-from iclkit.errors import IclkitError
+from iclkit.cli_errors import friendly_errors
 from iclkit.pool import Pool
 from iclkit.registry import GROUPS, Registry
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-def _friendly_errors(command: F) -> F:
-    """Turn iclkit's input errors into one clean ``Error: ...`` line and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return command(*args, **kwargs)
-        except (IclkitError, FileNotFoundError) as error:
-            raise click.ClickException(str(error)) from error
-
-    return wrapper  # type: ignore[return-value]
+from iclkit.yaml_io import load_yaml_text
 
 
 def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, Any]:
@@ -41,7 +24,7 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
-        parsed[key.strip()] = yaml.safe_load(raw) if raw else ""
+        parsed[key.strip()] = load_yaml_text(raw, f"{option} {key.strip()}") if raw else ""
     return parsed
 
 
@@ -61,6 +44,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@friendly_errors
 def plugins(as_json: bool) -> None:
     """List every registered plugin, per group, with the package it comes from.
 
@@ -158,7 +142,7 @@ def _options_for(registry: Registry[Any], name: str, candidates: dict[str, Any])
 )
 @click.option("--allow-fewer", is_flag=True, help="Use fewer than k demos if the pool is small.")
 @click.option("--json", "as_json", is_flag=True, help="Print the prompt and its provenance.")
-@_friendly_errors
+@friendly_errors
 def build(
     pool_path: Path,
     queries: tuple[str, ...],
@@ -239,7 +223,7 @@ def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:
         return query
     try:
         value = json.loads(query)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         value = None
     if not isinstance(value, dict):
         raise click.BadParameter(

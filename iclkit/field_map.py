@@ -96,8 +96,7 @@ class FieldMap:
         prefix = "" if unit == "line" else f"{source or 'data'}: {place}"
         if not isinstance(record, Mapping):
             raise DataError(
-                f"{prefix}expected a mapping of fields or an Example, got "
-                f"{type(record).__name__}",
+                f"{prefix}expected a mapping of fields or an Example, got {type(record).__name__}",
                 path=path,
                 line=line,
                 fix="give each record as a dict such as {'text': ..., 'label': ...}",

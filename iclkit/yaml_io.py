@@ -59,8 +59,8 @@ class _SafeLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep=deep)
 
 
-def _line(event: Event) -> int:
-    return int(event.start_mark.line) + 1
+def _line(event: Event) -> int | str:
+    return "?" if event.start_mark is None else int(event.start_mark.line) + 1
 
 
 def _check_size(text: str, source: str) -> None:

@@ -10,11 +10,7 @@ from pathlib import Path
 
 import click
 
-from iclkit.errors import IclkitError
-
-
-def _fail(error: Exception) -> click.ClickException:
-    return click.ClickException(str(error))
+from iclkit.cli_errors import friendly_errors
 
 
 @click.command()
@@ -29,6 +25,7 @@ def _fail(error: Exception) -> click.ClickException:
 @click.option("--resume", is_flag=True, help="Keep results of a different config in --out.")
 @click.option("--overwrite", is_flag=True, help="Delete the results already in --out.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
+@friendly_errors
 def run(
     config_path: Path,
     out: Path | None,
@@ -83,14 +80,13 @@ def run(
             "interrupted; every finished prediction is saved. Re-run the same command to "
             "continue where it stopped"
         ) from None
-    except (IclkitError, FileNotFoundError) as error:
-        raise _fail(error) from error
     click.echo(seeds_table(report.seeds, compact=True))
     click.echo("\nWrote " + ", ".join(str(path) for path in report.files))
 
 
 @click.command()
 @click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
+@friendly_errors
 def report(folder: Path) -> None:
     r"""Re-render a run's summary.csv, summary.md and plots from its results.jsonl.
 
@@ -100,9 +96,6 @@ def report(folder: Path) -> None:
     """
     from iclkit.experiment.report import render_report, seeds_table
 
-    try:
-        rendered = render_report(folder)
-    except IclkitError as error:
-        raise _fail(error) from error
+    rendered = render_report(folder)
     click.echo(seeds_table(rendered.seeds, compact=True))
     click.echo("\nWrote " + ", ".join(str(path) for path in rendered.files))

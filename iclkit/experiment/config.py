@@ -75,6 +75,8 @@ def _as_list(value: Any) -> Any:
 
 def _resolve(value: Any, info: ValidationInfo) -> Any:
     """Make a relative path relative to the config file's folder (``context['base_dir']``)."""
+    if isinstance(value, str | Path) and "\x00" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
     base = (info.context or {}).get("base_dir")
     if isinstance(value, str | Path) and base is not None and not Path(value).is_absolute():
         return Path(base) / value

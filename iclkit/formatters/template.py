@@ -73,6 +73,5 @@ class Template:
                 "or map the data with --input-field/--output-field"
             )
         return "".join(
-            literal + (values[field] if field is not None else "")
-            for literal, field in self._parts
+            literal + (values[field] if field is not None else "") for literal, field in self._parts
         )
