@@ -26,10 +26,9 @@ def _render_all(pool: Pool, split: str, formatter: Formatter, as_demo: bool) -> 
             formatter.format(example, demos)
         except IclkitError as error:
             raise DataError(
-                f"data.{split}: example {number} (id {example.id!r}) does not fit the prompt: "
-                f"{error}",
+                f"data.{split}: example {number} (id {example.id!r}) does not fit "
+                f"prompt.template: {error}",
                 path=pool.source,
-                fix="change prompt.template to use the data's fields, or data.input_fields",
             ) from None
 
 
