@@ -55,7 +55,7 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, An
                 raise DataError(
                     f"not valid CSV ({error})",
                     path=path,
-                    line=reader.line_num,
+                    line=reader.line_num + 1,  # the line being read when it failed
                     fix="check the quotes on that line (a quote opened and never closed)",
                 ) from None
     finally:
