@@ -210,7 +210,9 @@ def test_csv_field_longer_than_131072_characters_is_read(tmp_path, monkeypatch):
 
 def test_deeply_nested_json_line_is_an_error_naming_the_line(tmp_path):
     path = tmp_path / "deep.jsonl"
-    path.write_text('{"text": "a", "label": "x"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n")
+    path.write_text(
+        '{"text": "a", "label": "x"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    )
     with pytest.raises(DataError, match=r"deep\.jsonl:2: JSON nested too deeply to read"):
         Pool.load(path)
 
@@ -264,8 +266,11 @@ def test_datasets_folder_without_datasets_installed_names_the_extra(tmp_path):
     )
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert "needs the 'datasets' package. Fix: pip install 'iclkit[hf]'" in result.stdout
-    import tomllib
     from pathlib import Path
 
+    import tomllib
+
     pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
-    assert any(d.startswith("datasets") for d in pyproject["project"]["optional-dependencies"]["hf"])
+    assert any(
+        d.startswith("datasets") for d in pyproject["project"]["optional-dependencies"]["hf"]
+    )

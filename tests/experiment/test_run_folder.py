@@ -115,15 +115,19 @@ def test_two_runs_started_together_on_one_folder_write_each_prediction_once(
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     command = [str(ICLKIT), "run", str(path), "--out", str(out), "--no-progress"]
     runs = [
-        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        subprocess.Popen(
+            command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         for _ in range(2)
     ]
     outcomes = [(run.wait(600), run.stderr.read()) for run in runs]
     lines = (out / "results.jsonl").read_text().splitlines()
     pairs = [(json.loads(line)["cell"], json.loads(line)["query"]) for line in lines]
     expected = len(plan_experiment(validate_config(config)).cells) * 4
-    print(f"two runs started together: exit codes {[code for code, _ in outcomes]}, "
-          f"{len(lines)} lines for {expected} predictions")
+    print(
+        f"two runs started together: exit codes {[code for code, _ in outcomes]}, "
+        f"{len(lines)} lines for {expected} predictions"
+    )
     assert len(lines) == len(set(pairs)) == expected
     assert sorted(code for code, _ in outcomes) in ([0, 0], [0, 1])
     for code, stderr in outcomes:
@@ -262,9 +266,7 @@ def test_read_only_or_full_output_folder_is_one_error_line_and_keeps_the_results
         ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply to read"),
     ],
 )
-def test_report_on_results_of_the_wrong_shape_names_the_line(
-    tmp_path, config_dict, line, problem
-):
+def test_report_on_results_of_the_wrong_shape_names_the_line(tmp_path, config_dict, line, problem):
     out = tmp_path / "out"
     records = planned_run(out, small(config_dict))
     with (out / "results.jsonl").open("a") as handle:
