@@ -77,6 +77,7 @@ class FaultyServer:
 
     def __init__(self):
         self.script = [("ok", completion())]
+        self.models_body = None  # raw bytes for GET /models instead of the model list
         self.requests = []  # (path, headers, body) of every POST
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -97,6 +98,13 @@ class FaultyServer:
                 self.wfile.write(data)
 
             def do_GET(self):
+                if server.models_body is not None:
+                    self.send_response(200)
+                    self.send_header("content-type", "application/json")
+                    self.send_header("content-length", str(len(server.models_body)))
+                    self.end_headers()
+                    self.wfile.write(server.models_body)
+                    return
                 self.send_json(
                     200,
                     {
@@ -186,6 +194,62 @@ def test_rate_limit_honours_retry_after(faulty):
     assert backend(faulty.url).generate([prompt()]) == [" fine"]
     assert time.monotonic() - start >= 1.0  # backoff alone would wait at most 0.05 s
     assert faulty.posts() == 2
+
+
+def test_retry_after_is_capped_by_the_timeout_and_backoff_settings(faulty):
+    faulty.script = [
+        ("status", 429, [("retry-after", "3600")], {"error": {"message": "come back in an hour"}}),
+        ("status", 503, [("retry-after-ms", "3600000")], {"error": {"message": "busy"}}),
+        ("ok", completion(" fine")),
+    ]
+    start = time.monotonic()
+    assert backend(faulty.url, timeout=0.5, max_backoff=0.2).generate([prompt()]) == [" fine"]
+    waited = time.monotonic() - start
+    print(f"Retry-After: 3600 s twice -> waited {waited:.2f} s in all")
+    assert 0.9 <= waited < 3.0  # two waits of max(timeout, max_backoff) = 0.5 s
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json at all", b"[1, 2]", b'{"data": 5}', b'{"data": [{"no": "id"}]}', b"[" * 100_000],
+)
+def test_malformed_models_listing_is_retried_then_a_backend_error(faulty, body):
+    faulty.models_body = body
+    with pytest.raises(BackendError, match="malformed response after 3 attempts"):
+        backend(faulty.url).generate([prompt()])
+    assert faulty.posts() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"choices": [5]},
+        {"choices": "x"},
+        {"choices": [{"text": None}]},
+        {"choices": []},
+        {"id": "no choices"},
+    ],
+)
+def test_malformed_completion_bodies_are_retried_then_a_backend_error(faulty, body):
+    faulty.script = [("ok", body)]
+    with pytest.raises(BackendError, match="malformed response after 3 attempts.*no completions"):
+        backend(faulty.url).generate([prompt()])
+    assert faulty.posts() == 3
+
+
+def test_retried_request_error_reports_every_attempt(faulty):
+    faulty.script = [
+        ("status", 429, [], {"error": {"message": "slow down"}}),
+        ("sleep", 1.0, completion()),
+        ("malformed",),
+        ("status", 500, [], {"error": {"message": "database on fire"}}),
+    ]
+    with pytest.raises(BackendError) as info:
+        backend(faulty.url, timeout=0.3, max_retries=3).generate([prompt()])
+    message = str(info.value)
+    assert "HTTP 500 after 4 attempts: database on fire (earlier attempts: " in message
+    assert "HTTP 429 (slow down); timed out after 0.3 s; malformed response (" in message
+    assert SECRET not in message
 
 
 @pytest.mark.parametrize("code", [500, 502, 503])
@@ -299,6 +363,24 @@ def test_chat_scoring_rejects_labels_sharing_a_first_token(faulty):
     faulty.script = [("ok", chat(top={"very": -0.2, "The": -3.0}))]
     with pytest.raises(BackendError, match="start with the same token 'very'.*scoring='echo'"):
         backend(faulty.url, mode="chat").score([prompt()], [[" very good", " very bad"]])
+
+
+def test_prompt_whose_labels_are_outside_top_logprobs_does_not_abort_score(faulty, caplog):
+    faulty.script = [
+        ("ok", chat(top={"positive": -0.2, "neg": -1.5})),
+        ("ok", chat(top={"The": -0.1, "A": -2.5})),  # neither label among the alternatives
+        ("ok", chat(top={"negative": -0.3, "pos": -2.0})),
+    ]
+    with caplog.at_level("WARNING", logger="iclkit.backends"):
+        scores = backend(faulty.url, mode="chat", concurrency=1).score(
+            [prompt("a:"), prompt("b:"), prompt("c:")], [[" positive", " negative"]] * 3
+        )
+    assert [[s.logprob for s in row] for row in scores] == [
+        [-0.2, -1.5],
+        [-2.5, -2.5],
+        [-2.0, -0.3],
+    ]
+    assert "for 1 of 3 prompts none of the labels is among the top 20" in caplog.text
 
 
 def test_chat_without_top_logprobs_names_the_alternative(faulty):

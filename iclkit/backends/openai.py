@@ -116,10 +116,19 @@ def _retryable(error: BaseException) -> bool:
     return False
 
 
+def _server_message(error: openai.APIStatusError) -> str:
+    """The server's own error message (``{"error": {"message": ...}}``), else the SDK's."""
+    body = error.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+        return str(inner["message"])
+    return str(error.message)
+
+
 def _attempt(error: BaseException, timeout: float) -> str:
     """What one failed attempt met, in a few words."""
     if isinstance(error, openai.APIStatusError):
-        return f"HTTP {error.status_code} ({str(error.message)[:120]})"
+        return f"HTTP {error.status_code} ({_server_message(error)[:120]})"
     if isinstance(error, openai.APITimeoutError):
         return f"timed out after {timeout} s"
     if isinstance(error, openai.APIConnectionError):
@@ -553,14 +562,18 @@ class OpenAIBackend(Backend):
         if isinstance(error, openai.APIStatusError):
             status = error.status_code
             if _retryable(error):
-                return f"{where}: HTTP {status} after {attempts} attempts: {error.message}{earlier}"
+                return (
+                    f"{where}: HTTP {status} after {attempts} attempts: "
+                    f"{_server_message(error)}{earlier}"
+                )
             hint = ""
             if status in (401, 403):
                 hint = ". Fix: check the API key (OPENAI_API_KEY or api_key=)"
             elif status == 404:
                 hint = ". Fix: check the model name and base_url"
             return (
-                f"{where}: the server rejected the request (HTTP {status}): {error.message}"
+                f"{where}: the server rejected the request (HTTP {status}): "
+                f"{_server_message(error)}"
                 f"{earlier}{hint}"
             )
         if isinstance(error, openai.APITimeoutError):

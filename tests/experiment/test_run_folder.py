@@ -207,7 +207,7 @@ def test_config_name_is_a_folder_name_not_a_path(tmp_path, config_dict, write_ya
     assert list((tmp_path / "work").iterdir()) == []
 
 
-# -- file-system errors are one line ----------------------------------------------------------------
+# -- file-system errors are one line ---------------------------------------------------------
 
 
 def test_file_system_errors_are_one_error_line(tmp_path, config_dict, write_yaml, monkeypatch):
