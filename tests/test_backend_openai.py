@@ -2,10 +2,15 @@
 and a real llama.cpp server serving the bundled Gemma GGUF."""
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -464,3 +469,36 @@ def test_local_and_llama_server_agree_on_50_sst2_dev_prompts(llama_server, tmp_p
     agree = sum(a.label == b.label for a, b in zip(local, remote, strict=True))
     print(f"local vs llama.cpp server: {agree}/50 predictions agree")
     assert agree >= 48  # >= 95 %
+
+
+@pytest.mark.slow
+def test_llama_server_is_not_orphaned_when_its_caller_is_killed():
+    code = (
+        "import time\n"
+        "from iclkit.backends.llama_server import LlamaServer\n"
+        "server = LlamaServer(n_ctx=256)\n"
+        "server.start()\n"
+        "print(server._process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server_pid = int(caller.stdout.readline())
+    caller.send_signal(signal.SIGKILL)
+    caller.wait(30)
+    start = time.monotonic()
+    while _alive(server_pid) and time.monotonic() - start < 30:
+        time.sleep(0.1)
+    alive = _alive(server_pid)
+    if alive:
+        os.kill(server_pid, signal.SIGKILL)
+    print(f"llama.cpp server gone {time.monotonic() - start:.1f} s after its caller's SIGKILL")
+    assert not alive
+
+
+def _alive(pid):
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
