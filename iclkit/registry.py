@@ -55,30 +55,32 @@ def _warn_once(message: str) -> None:
         logger.warning(message)
 
 
-def _entry_points(group: str) -> Iterator[tuple[EntryPoint, Distribution]]:
-    """The entry points of ``group`` of every installed distribution whose metadata reads.
+def _entry_points(group: str) -> Iterator[tuple[EntryPoint, str, str]]:
+    """``(entry point, distribution name, version)`` of every plugin declared for ``group``.
 
-    A distribution seen twice on the path (an editable install beside its build) counts
-    once, as :func:`importlib.metadata.entry_points` does.
+    Distributions whose entry points cannot be read are skipped with a warning.
     """
-    seen: set[str] = set()
     for dist in distributions():
-        name = "an installed distribution"
         try:
-            name = str(dist.metadata["Name"])
-            key = name.lower().replace("-", "_").replace(".", "_")
-            if key in seen:
-                continue
-            seen.add(key)
             declared = [ep for ep in dist.entry_points if ep.group == group]
         except Exception as error:
+            name = _name(dist) or "an installed distribution"
             _warn_once(
                 f"skipped the plugins of {name}: its entry points cannot be read "
                 f"({type(error).__name__}: {error}). Fix: reinstall or uninstall that package"
             )
             continue
-        for ep in declared:
-            yield ep, dist
+        if declared:
+            name = _name(dist) or "(unnamed distribution)"
+            for ep in declared:
+                yield ep, name, dist.version
+
+
+def _name(dist: Distribution) -> str | None:
+    try:
+        return str(dist.metadata["Name"])
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True)
@@ -120,13 +122,13 @@ class Registry(Generic[T]):
 
     def _declared(self) -> dict[str, list[_Declared]]:
         found: dict[str, list[_Declared]] = {}
-        for ep, dist in _entry_points(self.group):
+        for ep, distribution, version in _entry_points(self.group):
             info = PluginInfo(
                 group=self.group,
                 name=ep.name,
                 target=ep.value,
-                distribution=str(dist.metadata["Name"]),
-                version=dist.version,
+                distribution=distribution,
+                version=version,
             )
             same = found.setdefault(ep.name, [])
             # One package seen twice (an editable install beside its build folder) is no clash.

@@ -36,6 +36,9 @@ DataFormat = Literal["auto", "jsonl", "csv", "tsv", "hf", "label-text"]
 #: What ``name:`` may be: it becomes the folder ``runs/<name>``, so no separators or ``..``.
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 
+#: The most cells one grid of ``sweep`` may expand to (before duplicates are merged).
+MAX_CELLS = 100_000
+
 DEFAULT_UNRELATED = ["foo", "bar", "baz", "qux", "quux", "corge", "grault", "garply"]
 
 
@@ -175,7 +178,8 @@ class SweepConfig(_Strict):
     stands for a one-element list. ``label_modes`` are the demonstration-label ablations:
     ``gold``; ``random`` labels (Min et al. 2022); ``flipped`` labels and ``unrelated`` label
     words such as foo/bar (Wei et al. 2023). ``permutations: N`` evaluates the same
-    demonstrations in N orders (Lu et al. 2022; the first is the orderer's own order).
+    demonstrations in N orders (Lu et al. 2022; the first is the orderer's own order). One
+    grid may have at most :data:`MAX_CELLS` cells.
     """
 
     selectors: list[SelectorSpec] = Field(default_factory=lambda: [{"name": "random"}])
@@ -202,6 +206,19 @@ class SweepConfig(_Strict):
     @classmethod
     def _lists(cls, value: Any) -> Any:
         return _as_list(value)
+
+    @model_validator(mode="after")
+    def _bounded(self) -> SweepConfig:
+        cells = self.permutations
+        for values in (self.selectors, self.k, self.orderers, self.seeds, self.backends):
+            cells *= len(values)
+        cells *= len(self.calibration) * len(self.scoring) * len(self.label_modes)
+        if cells > MAX_CELLS:
+            raise ValueError(
+                f"this grid has up to {cells:,} cells, more than {MAX_CELLS:,}; split it into "
+                "several configs or list fewer values"
+            )
+        return self
 
     @field_validator("k", "seeds")
     @classmethod
