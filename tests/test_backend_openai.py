@@ -416,6 +416,7 @@ def llama_server():
 
 
 def gemma(url, tmp_path, **options):
+    """The bundled Gemma behind ``url``, its response cache in ``tmp_path``."""
     return OpenAIBackend(
         model="gemma-3-270m",
         base_url=url,
@@ -502,3 +503,105 @@ def _alive(pid):
     except FileNotFoundError:
         return False
     return "State:\tZ" not in status
+
+
+class FaultProxy:
+    """Forwards to a real server, answering a seeded ``rate`` of requests with a fault instead:
+    429 with Retry-After, 500, 503, a dropped connection or a body that is not JSON."""
+
+    FAULTS = ("429", "500", "503", "drop", "malformed")
+
+    def __init__(self, upstream, rate, seed=0):
+        import random
+        import urllib.request
+
+        self.faults = dict.fromkeys(self.FAULTS, 0)
+        self.forwarded = 0
+        rng, lock, proxy = random.Random(seed), threading.Lock(), self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def reply(self, code, data, headers=()):
+                self.send_response(code)
+                self.send_header("content-type", "application/json")
+                self.send_header("content-length", str(len(data)))
+                for name, value in headers:
+                    self.send_header(name, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def relay(self, body=None):
+                url = upstream.removesuffix("/v1") + self.path
+                request = urllib.request.Request(
+                    url, data=body, headers={"content-type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    self.reply(response.status, response.read())
+                with lock:
+                    proxy.forwarded += 1
+
+            def do_GET(self):
+                self.relay()
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                with lock:
+                    fault = rng.choice(FaultProxy.FAULTS) if rng.random() < rate else None
+                    if fault:
+                        proxy.faults[fault] += 1
+                error = json.dumps({"error": {"message": f"injected {fault}"}}).encode()
+                if fault == "429":
+                    self.reply(429, error, [("retry-after", "0.05")])
+                elif fault in ("500", "503"):
+                    self.reply(int(fault), error)
+                elif fault == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                elif fault == "malformed":
+                    self.reply(200, b'{"choices": [{"text": ')
+                else:
+                    self.relay(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.mark.slow
+def test_llama_server_behind_30_percent_faults_completes_every_request(llama_server, tmp_path):
+    prompts = [
+        prompt(f"Review {i}: {'good' if i % 2 else 'bad'} film\nSentiment:") for i in range(100)
+    ]
+    direct = gemma(llama_server, tmp_path / "direct", concurrency=32).generate(
+        prompts, max_tokens=2
+    )
+    proxy = FaultProxy(llama_server, rate=0.3)
+    try:
+        faulty = gemma(
+            proxy.url,
+            tmp_path / "faulty",
+            concurrency=32,
+            max_retries=10,
+            backoff=0.01,
+            max_backoff=0.1,
+        )
+        through_faults = faulty.generate(prompts, max_tokens=2)
+        rerun = gemma(proxy.url, tmp_path / "faulty", concurrency=32)
+        again = rerun.generate(prompts, max_tokens=2)
+    finally:
+        proxy.httpd.shutdown()
+        proxy.httpd.server_close()
+    injected = sum(proxy.faults.values())
+    equal = sum(t == d for t, d in zip(through_faults, direct, strict=True))
+    print(
+        f"{len(prompts)} requests at concurrency 32 through {injected} injected faults "
+        f"{proxy.faults}: {equal} answers equal to the fault-free run; cache re-run sent "
+        f"{rerun.requests_sent_} requests"
+    )
+    assert injected >= 0.2 * len(prompts)
+    assert len(through_faults) == len(prompts) and again == through_faults
+    assert rerun.requests_sent_ == 0
+    # Greedy answers can differ on a near tie (llama.cpp reuses cached prompt prefixes).
+    assert equal >= 0.95 * len(prompts)
