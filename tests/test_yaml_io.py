@@ -10,7 +10,8 @@ import pytest
 
 from iclkit.errors import ConfigError, DataError
 from iclkit.experiment.config import load_config
-from iclkit.yaml_io import MAX_DEPTH, MAX_VALUES, load_yaml_text
+
+MAX_VALUES, MAX_DEPTH = 100_000, 50  # iclkit.yaml_io's bounds
 
 ICLKIT = Path(sys.executable).with_name("iclkit")
 
@@ -46,6 +47,8 @@ def test_yaml_alias_bomb_is_refused_before_it_expands(tmp_path):
 
 
 def test_yaml_alias_expansion_is_counted_not_built():
+    from iclkit.yaml_io import load_yaml_text
+
     # 10**5 + a few values: just over the bound, refused; 10**4: read, aliases still shared.
     with pytest.raises(ConfigError, match="more than 100,000 values"):
         load_yaml_text(billion_laughs(5), "c.yaml")
@@ -66,6 +69,8 @@ def test_yaml_duplicate_keys_are_an_error_naming_both_lines(tmp_path):
     with pytest.raises(ConfigError, match=r"twice.yaml:5: the key 'k' is written twice \(first on"):
         load_config(config)
     # YAML merge keys may override what they merge in: that is not a duplicate.
+    from iclkit.yaml_io import load_yaml_text
+
     merged = load_yaml_text("base: &b {k: 1, seeds: [0]}\ngrid:\n  <<: *b\n  k: 2\n", "m.yaml")
     assert merged["grid"] == {"k": 2, "seeds": [0]}
 
@@ -77,4 +82,5 @@ def test_yaml_that_is_not_utf8_names_file_line_and_encoding(tmp_path):
         load_config(config)
     bom = tmp_path / "bom.yaml"
     bom.write_bytes(b"\xef\xbb\xbfname: x\n")
-    assert load_yaml_text(bom.read_text("utf-8-sig"), "bom.yaml") == {"name": "x"}
+    with pytest.raises(ConfigError, match=r"bom.yaml: 2 problem.*\n  data: Field required"):
+        load_config(bom)  # read past the byte order mark: only the missing keys are wrong

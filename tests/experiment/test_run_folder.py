@@ -15,10 +15,10 @@ from click.testing import CliRunner
 
 from iclkit.cli import main
 from iclkit.experiment import plan_experiment, render_report, validate_config
-from iclkit.experiment.store import LOCK, ResultsStore
+from iclkit.experiment.store import ResultsStore
 
 ICLKIT = Path(sys.executable).with_name("iclkit")
-ROOT = Path(__file__).resolve().parents[2]
+LOCK = ".iclkit-run.lock"  # iclkit.experiment.store.LOCK
 
 
 def planned_run(folder: Path, config: dict, wrong_after: int | None = None) -> list[dict]:
