@@ -18,6 +18,12 @@ from iclkit.errors import IclkitError
 
 F = TypeVar("F", bound=Callable[..., Any])
 
+#: What an interrupted command says (every finished result is kept).
+INTERRUPTED = (
+    "interrupted; every finished prediction is saved. Re-run the same command to continue "
+    "where it stopped"
+)
+
 _FIXES = {
     errno.EACCES: "choose a folder you may write to (--out), or change its permissions",
     errno.EPERM: "choose a folder you may write to (--out), or change its permissions",
@@ -42,12 +48,17 @@ def describe_os_error(error: OSError) -> str:
 
 
 def friendly_errors(command: F) -> F:
-    """Turn iclkit's errors and file-system errors into one ``Error: ...`` line (exit 1)."""
+    """Turn iclkit's errors and file-system errors into one ``Error: ...`` line (exit 1).
+
+    A Ctrl-C says that finished work is kept and how to continue.
+    """
 
     @functools.wraps(command)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return command(*args, **kwargs)
+        except KeyboardInterrupt:
+            raise click.ClickException(INTERRUPTED) from None
         except IclkitError as error:
             raise click.ClickException(str(error)) from error
         except OSError as error:

@@ -55,31 +55,25 @@ def run(
     from iclkit.experiment.report import markdown_table, seeds_table
     from iclkit.experiment.runner import plan_experiment, run_experiment
 
-    try:
-        config = load_config(config_path)
-        folder = out if out is not None else Path("runs") / config.name
-        if dry_run:
-            plan = plan_experiment(config)
-            rows = [
-                {"cell": cell.id, **describe(cell.params()), "calls": plan.calls[cell.id]}
-                for cell in plan.cells
-            ]
-            columns = ["cell", *describe(plan.cells[0].params()), "calls"]
-            click.echo(markdown_table(rows, columns))
-            click.echo(
-                f"\n{len(plan.cells)} cells × {len(plan.data.eval)} evaluation examples = "
-                f"{plan.predictions} predictions, at most {sum(plan.calls.values())} model calls "
-                f"(pool: {len(plan.data.pool)} examples). Output folder: {folder}"
-            )
-            return
-        report = run_experiment(
-            config, folder, resume=resume, overwrite=overwrite, progress=not no_progress
+    config = load_config(config_path)
+    folder = out if out is not None else Path("runs") / config.name
+    if dry_run:
+        plan = plan_experiment(config)
+        rows = [
+            {"cell": cell.id, **describe(cell.params()), "calls": plan.calls[cell.id]}
+            for cell in plan.cells
+        ]
+        columns = ["cell", *describe(plan.cells[0].params()), "calls"]
+        click.echo(markdown_table(rows, columns))
+        click.echo(
+            f"\n{len(plan.cells)} cells × {len(plan.data.eval)} evaluation examples = "
+            f"{plan.predictions} predictions, at most {sum(plan.calls.values())} model calls "
+            f"(pool: {len(plan.data.pool)} examples). Output folder: {folder}"
         )
-    except KeyboardInterrupt:
-        raise click.ClickException(
-            "interrupted; every finished prediction is saved. Re-run the same command to "
-            "continue where it stopped"
-        ) from None
+        return
+    report = run_experiment(
+        config, folder, resume=resume, overwrite=overwrite, progress=not no_progress
+    )
     click.echo(seeds_table(report.seeds, compact=True))
     click.echo("\nWrote " + ", ".join(str(path) for path in report.files))
 
