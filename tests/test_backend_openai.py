@@ -73,6 +73,17 @@ def chat(content="positive", top=None):
     }
 
 
+def reply(handler, code, data, headers=()):
+    """Send ``data`` (bytes) as a JSON response with ``headers``."""
+    handler.send_response(code)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class FaultyServer:
     """Answers POSTs from a script of faults; ``/v1/models`` lists ``fake-model``.
 
@@ -93,22 +104,11 @@ class FaultyServer:
                 pass
 
             def send_json(self, code, body, headers=()):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, code, json.dumps(body).encode(), headers)
 
             def do_GET(self):
                 if server.models_body is not None:
-                    self.send_response(200)
-                    self.send_header("content-type", "application/json")
-                    self.send_header("content-length", str(len(server.models_body)))
-                    self.end_headers()
-                    self.wfile.write(server.models_body)
+                    reply(self, 200, server.models_body)
                     return
                 self.send_json(
                     200,
@@ -141,12 +141,7 @@ class FaultyServer:
                     elif kind == "drop":
                         self.connection.shutdown(socket.SHUT_RDWR)
                     elif kind == "malformed":
-                        data = b'{"id": "cmpl-1", "choices": [{"text": '
-                        self.send_response(200)
-                        self.send_header("content-type", "application/json")
-                        self.send_header("content-length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
+                        reply(self, 200, b'{"id": "cmpl-1", "choices": [{"text": ')
                 finally:
                     with server.lock:
                         server.in_flight -= 1
@@ -208,7 +203,16 @@ def test_retry_after_is_capped_by_the_timeout_and_backoff_settings(faulty):
         ("ok", completion(" fine")),
     ]
     start = time.monotonic()
-    assert backend(faulty.url, timeout=0.5, max_backoff=0.2).generate([prompt()]) == [" fine"]
+    answers = []
+    call = threading.Thread(
+        target=lambda: answers.extend(
+            backend(faulty.url, timeout=0.5, max_backoff=0.2).generate([prompt()])
+        ),
+        daemon=True,  # an uncapped wait would sleep for an hour: give up on it after 10 s
+    )
+    call.start()
+    call.join(10)
+    assert answers == [" fine"]
     waited = time.monotonic() - start
     print(f"Retry-After: 3600 s twice -> waited {waited:.2f} s in all")
     assert 0.9 <= waited < 3.0  # two waits of max(timeout, max_backoff) = 0.5 s
@@ -523,22 +527,13 @@ class FaultProxy:
             def log_message(self, *args):
                 pass
 
-            def reply(self, code, data, headers=()):
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
-
             def relay(self, body=None):
                 url = upstream.removesuffix("/v1") + self.path
                 request = urllib.request.Request(
                     url, data=body, headers={"content-type": "application/json"}
                 )
                 with urllib.request.urlopen(request, timeout=120) as response:
-                    self.reply(response.status, response.read())
+                    reply(self, response.status, response.read())
                 with lock:
                     proxy.forwarded += 1
 
@@ -553,13 +548,13 @@ class FaultProxy:
                         proxy.faults[fault] += 1
                 error = json.dumps({"error": {"message": f"injected {fault}"}}).encode()
                 if fault == "429":
-                    self.reply(429, error, [("retry-after", "0.05")])
+                    reply(self, 429, error, [("retry-after", "0.05")])
                 elif fault in ("500", "503"):
-                    self.reply(int(fault), error)
+                    reply(self, int(fault), error)
                 elif fault == "drop":
                     self.connection.shutdown(socket.SHUT_RDWR)
                 elif fault == "malformed":
-                    self.reply(200, b'{"choices": [{"text": ')
+                    reply(self, 200, b'{"choices": [{"text": ')
                 else:
                     self.relay(body)
 

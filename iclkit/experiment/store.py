@@ -27,6 +27,7 @@ from pydantic import TypeAdapter, ValidationError
 from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
 
 from iclkit.errors import ConfigError, DataError
+from iclkit.experiment.grid import Cell
 from iclkit.text_files import json_lines, parse_json, read_text
 
 RESULTS = "results.jsonl"
@@ -42,20 +43,6 @@ OUTPUTS = (RESULTS, RUN_INFO, SUMMARY_CSV, SUMMARY_MD, PLOT_K, PLOT_ORDER)
 _FIX = "delete the line, or re-run with --overwrite"
 
 
-class CellParams(TypedDict):
-    """The parameters of a cell, as each record and ``run.json`` hold them."""
-
-    selector: dict[str, Any] | None
-    k: int
-    orderer: dict[str, Any] | None
-    seed: int | None
-    backend: dict[str, Any]
-    calibration: bool
-    scoring: str
-    label_mode: str
-    permutation: int
-
-
 class ResultRecord(TypedDict):
     """What the report reads of a ``results.jsonl`` line (a record holds more)."""
 
@@ -63,14 +50,14 @@ class ResultRecord(TypedDict):
     query: str
     gold: str | None
     prediction: str | None
-    params: CellParams
+    params: dict[str, Any]
 
 
 class CellEntry(TypedDict):
     """One cell of ``run.json``: its id and parameters."""
 
     id: str
-    params: CellParams
+    params: dict[str, Any]
 
 
 class RunInfo(TypedDict, total=False):
@@ -86,19 +73,43 @@ _RECORD = TypeAdapter(ResultRecord)
 _RUN_INFO = TypeAdapter(RunInfo)
 
 
+def _first_problem(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in (*prefix, *first["loc"])) or "the value"
+    return f"{where}: {first['msg']}"
+
+
 def _check_shape(adapter: TypeAdapter[Any], value: Any, path: Path, line: int | None) -> None:
-    """Raise a :class:`DataError` naming the first field of ``value`` of the wrong shape."""
+    """Raise a :class:`DataError` naming the first field of ``value`` of the wrong shape.
+
+    Every ``params`` (of a record, or of a ``run.json`` cell) must be a grid
+    :class:`~iclkit.experiment.grid.Cell`'s parameters.
+    """
+    problem = None
     try:
         adapter.validate_python(value, strict=True)
     except ValidationError as error:
-        problem = error.errors()[0]
-        where = ".".join(str(part) for part in problem["loc"]) or "the value"
+        problem = _first_problem(error)
+    else:
+        if "cell" in value:
+            located: list[tuple[tuple[str | int, ...], Any]] = [(("params",), value["params"])]
+        else:
+            located = [
+                (("cells", i, "params"), c["params"]) for i, c in enumerate(value.get("cells", []))
+            ]
+        for where, params in located:
+            try:
+                Cell.model_validate({**params, "id": ""}, strict=True)
+            except ValidationError as error:
+                problem = _first_problem(error, where)
+                break
+    if problem is not None:
         raise DataError(
-            f"not what iclkit writes here ({where}: {problem['msg']})",
+            f"not what iclkit writes here ({problem})",
             path=path,
             line=line,
             fix=_FIX if line is not None else "re-run with --overwrite",
-        ) from None
+        )
 
 
 def write_atomic(path: Path, text: str) -> None:

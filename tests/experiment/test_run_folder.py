@@ -193,9 +193,10 @@ def test_overwrite_deletes_nothing_when_calibration_has_no_content_free_inputs(
 
 
 @pytest.mark.parametrize(
-    "name", ["/tmp/iclkit-escape", "../../escape", "a/b", "x" * 5000, "nul\x00name", ".hidden"]
+    "name", ["<absolute>", "../../escape", "a/b", "x" * 5000, "nul\x00name", ".hidden"]
 )
 def test_config_name_is_a_folder_name_not_a_path(tmp_path, config_dict, write_yaml, name):
+    name = name.replace("<absolute>", str(tmp_path / "absolute-escape"))
     (tmp_path / "work").mkdir()
     path = write_yaml(tmp_path, small(config_dict, name=name))
     result = cli("run", path, "--overwrite", cwd=tmp_path / "work")
@@ -203,7 +204,7 @@ def test_config_name_is_a_folder_name_not_a_path(tmp_path, config_dict, write_ya
     assert result.stderr.startswith("Error: ") and "Traceback" not in result.stderr
     assert "name: the name is the run's folder (runs/<name>)" in result.stderr
     assert len(result.stderr) < 1000  # the 5,000-character name is shown cut short
-    assert not (tmp_path / "escape").exists() and not Path("/tmp/iclkit-escape").exists()
+    assert not (tmp_path / "escape").exists() and not (tmp_path / "absolute-escape").exists()
     assert list((tmp_path / "work").iterdir()) == []
 
 
@@ -263,6 +264,10 @@ def test_read_only_or_full_output_folder_is_one_error_line_and_keeps_the_results
         ("[1, 2]", "the value: Input should be a valid dictionary"),
         ('{"cell": 5}', "cell: Input should be a valid string"),
         ('{"cell": "c", "query": "q", "gold": "a", "prediction": "a"}', "params: Field required"),
+        (
+            '{"cell": "c", "query": "q", "gold": "a", "prediction": "a", "params": {"k": 1}}',
+            "params.selector: Field required",
+        ),
         ("[" * 100_000 + "]" * 100_000, "JSON nested too deeply to read"),
     ],
 )
