@@ -201,7 +201,7 @@ def test_plugins_malformed_entry_points_of_any_package_break_no_command(tmp_path
     dist.mkdir()
     (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-meta\nVersion: 1.0\n")
     (dist / "entry_points.txt").write_text("[iclkit.selectors]\nthis line has no equals sign\n")
-    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
     listing = subprocess.run(
         [ICLKIT, "plugins", "--json"], capture_output=True, text=True, env=env, check=False
     )

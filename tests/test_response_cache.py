@@ -28,7 +28,7 @@ print("done", flush=True)
 
 def test_response_cache_is_safe_for_several_processes(tmp_path):
     path = tmp_path / "shared.sqlite"
-    processes, count = 4, 1500
+    processes, count = 8, 1000
     workers = [
         subprocess.Popen(
             [sys.executable, "-c", WRITER, str(path), str(worker), str(count)],
