@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -198,3 +199,27 @@ def test_unknown_component_options_fail_when_the_config_is_read(config_dict):
     message = str(caught.value)
     assert "  sweep.selectors[0]: selector 'mmr'" in message
     assert "'lamda'" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        (
+            {"sweep": {"k": True, "backends": "local"}},
+            "sweep.k: Input should be a valid integer",
+        ),
+        ({"sweep": {"k": 4.0, "backends": "local"}}, "sweep.k: Input should be a valid integer"),
+        ({"sweep": {"calibration": "yes", "backends": "local"}}, "Input should be a valid boolean"),
+        ({"run": {"batch_size": "8"}}, "run.batch_size: Input should be a valid integer"),
+        (
+            {"data": {"labels": {"negative": None, "positive": "positive"}}},
+            "labels and their words must be text or integers, got None",
+        ),
+    ],
+)
+def test_config_values_are_not_silently_coerced(config_dict, change, problem):
+    raw = config_dict()
+    for section, values in change.items():
+        raw[section] = {**raw[section], **values} if isinstance(raw[section], dict) else values
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        validate_config(raw)

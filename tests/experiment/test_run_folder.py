@@ -282,8 +282,14 @@ def test_report_on_results_of_the_wrong_shape_names_the_line(tmp_path, config_di
     assert problem in result.output and "Traceback" not in result.output
 
 
-def test_report_on_a_run_json_of_the_wrong_shape_or_encoding(tmp_path, config_dict):
+def test_report_on_files_that_are_not_utf8_or_of_the_wrong_shape(tmp_path, config_dict):
     out = tmp_path / "out"
+    records = planned_run(out, small(config_dict))
+    with (out / "results.jsonl").open("ab") as handle:
+        handle.write(json.dumps(records[0]).replace("rv", "r\u00e9").encode("latin-1") + b"\n")
+    result = CliRunner().invoke(main, ["report", str(out)])
+    assert result.exit_code == 1
+    assert f"results.jsonl:{len(records) + 1}: not UTF-8 text (byte 0xe9" in result.output
     planned_run(out, small(config_dict))
     (out / "run.json").write_text('{"cells": [{"id": "c"}], "labels": "ab"}')
     result = CliRunner().invoke(main, ["report", str(out)])
