@@ -125,20 +125,22 @@ class DataConfig(_Strict):
     @classmethod
     def _label_space(cls, value: Any) -> Any:
         if isinstance(value, list):
-            value = {label: label for label in value}
-        if isinstance(value, Mapping):
-            bad = [v for v in (*value, *value.values()) if not isinstance(v, str | int)]
-            if bad:
-                raise ValueError(
-                    "labels and their words must be text or integers, got "
-                    f"{short_repr(bad[0])}; write every label (and word) out, e.g. "
-                    "{0: negative, 1: positive}"
-                )
-            words = [str(word) for word in value.values()]
-            if len(set(words)) != len(words):
-                raise ValueError(f"two labels share a verbalizer word: {words}")
-            return {str(label): str(word) for label, word in value.items()}
-        return value
+            pairs = [(label, label) for label in value]
+        elif isinstance(value, Mapping):
+            pairs = list(value.items())
+        else:
+            return value
+        bad = [v for pair in pairs for v in pair if type(v) not in (str, int)]
+        if bad:
+            raise ValueError(
+                f"labels and their words must be text or integers, got {short_repr(bad[0])}; "
+                "write every label (and word) out, quoting yes/no/true/false/null, e.g. "
+                "{0: negative, 1: positive}"
+            )
+        words = [str(word) for _, word in pairs]
+        if len(set(words)) != len(words):
+            raise ValueError(f"two labels share a verbalizer word: {words}")
+        return {str(label): str(word) for label, word in pairs}
 
     @field_validator("pool_slice", "eval_slice")
     @classmethod
@@ -182,11 +184,15 @@ class SweepConfig(_Strict):
     grid may have at most :data:`MAX_CELLS` cells.
     """
 
-    selectors: list[SelectorSpec] = Field(default_factory=lambda: [{"name": "random"}])
+    selectors: list[SelectorSpec] = Field(
+        default_factory=lambda: [{"name": "random"}], min_length=1
+    )
     k: list[StrictInt] = Field(default_factory=lambda: [4], min_length=1)
-    orderers: list[OrdererSpec] = Field(default_factory=lambda: [{"name": "as-selected"}])
+    orderers: list[OrdererSpec] = Field(
+        default_factory=lambda: [{"name": "as-selected"}], min_length=1
+    )
     seeds: list[StrictInt] = Field(default_factory=lambda: [0], min_length=1)
-    backends: list[BackendSpec] = Field(default_factory=lambda: [{"name": "local"}])
+    backends: list[BackendSpec] = Field(default_factory=lambda: [{"name": "local"}], min_length=1)
     calibration: list[StrictBool] = Field(default_factory=lambda: [False], min_length=1)
     scoring: list[Scoring] = Field(default_factory=lambda: ["loglik"], min_length=1)  # type: ignore[arg-type]
     label_modes: list[LabelMode] = Field(default_factory=lambda: ["gold"], min_length=1)  # type: ignore[arg-type]

@@ -183,6 +183,7 @@ def test_csv_and_dataset_folder_inputs(tmp_path, config_dict):
         "output_field": "topic",
         "labels": {"0": "world", "1": "sports", "2": "science"},
     }
+    raw["prompt"] = {"template": "{title}\n{body}\nTopic: {output}"}
     data = plan_experiment(validate_config(raw)).data
     assert len(data.pool) == len(data.eval) == 12
     assert data.eval[4].input == {"title": "headline 4", "body": "story 4"}
@@ -215,6 +216,9 @@ def test_unknown_component_options_fail_when_the_config_is_read(config_dict):
             {"data": {"labels": {"negative": None, "positive": "positive"}}},
             "labels and their words must be text or integers, got None",
         ),
+        ({"data": {"labels": [True, False]}}, "must be text or integers, got True"),
+        ({"data": {"labels": [[], "x"]}}, "must be text or integers, got []"),
+        ({"sweep": {"selectors": [], "backends": "local"}}, "sweep.selectors: List should have"),
     ],
 )
 def test_config_values_are_not_silently_coerced(config_dict, change, problem):
