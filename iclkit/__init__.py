@@ -15,6 +15,7 @@ same :class:`PipelineSpec` an experiment grid cell is (``iclkit tune`` picks and
 
 from typing import TYPE_CHECKING, Any
 
+from iclkit import _unreadable_metadata  # noqa: F401 - before the first pydantic model
 from iclkit._version import __version__
 from iclkit.builder import PromptBuilder, whitespace_length
 from iclkit.errors import (

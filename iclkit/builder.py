@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from iclkit.errors import NotFittedError, SelectionError, TokenBudgetError
+from iclkit.errors import ConfigError, NotFittedError, SelectionError, TokenBudgetError
 from iclkit.example import Example
 from iclkit.formatters.base import Formatter
 from iclkit.orderers.base import Orderer
@@ -80,10 +80,16 @@ class PromptBuilder:
 
         Raises:
             PluginNotFoundError: for an unknown component name.
-            ConfigError: for options a component does not take.
+            ConfigError: if ``pool`` is not a :class:`Pool`, or for options a component does
+                not take.
             SelectionError: if ``k`` exceeds the pool size and ``allow_fewer`` is false.
             DataError: if the saved selector files do not belong to ``pool``.
         """
+        if not isinstance(pool, Pool):
+            raise ConfigError(
+                f"fit() takes a Pool, got {type(pool).__name__}. Fix: Pool.from_records(records) "
+                "or Pool.load(path)"
+            )
         if self.k > len(pool) and not self.allow_fewer:
             raise SelectionError(
                 f"k={self.k} is larger than the pool ({len(pool)} examples). Fix: lower k, "
@@ -109,6 +115,7 @@ class PromptBuilder:
                 false, or a selector breaks its contract.
             TokenBudgetError: if the prompt does not fit even with no demonstrations.
             TemplateError: if the template uses a field the examples lack.
+            DataError: if a query is not a string, a mapping or an Example, or lacks a field.
         """
         return self.build_batch([query])[0]
 

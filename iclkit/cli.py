@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 import click
-import yaml
 
 from iclkit._version import __version__
 from iclkit.builder import PromptBuilder, whitespace_length
 from iclkit.cli_errors import friendly_errors
 from iclkit.pool import Pool
 from iclkit.registry import GROUPS, Registry
+from iclkit.yaml_io import load_yaml_text
 
 
 def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, Any]:
@@ -25,7 +25,7 @@ def _parse_assignments(values: tuple[str, ...], option: str) -> dict[str, Any]:
         key, sep, raw = item.partition("=")
         if not sep or not key:
             raise click.BadParameter(f"expected KEY=VALUE, got {item!r}", param_hint=option)
-        parsed[key.strip()] = yaml.safe_load(raw) if raw else ""
+        parsed[key.strip()] = load_yaml_text(raw, f"{option} {key.strip()}") if raw else ""
     return parsed
 
 
@@ -45,6 +45,7 @@ def main() -> None:
 
 @main.command()
 @click.option("--json", "as_json", is_flag=True, help="Print machine-readable JSON.")
+@friendly_errors
 def plugins(as_json: bool) -> None:
     """List every registered plugin, per group, with the package it comes from.
 
@@ -257,7 +258,7 @@ def _parse_query(query: str, n_fields: int) -> str | dict[str, Any]:
         return query
     try:
         value = json.loads(query)
-    except json.JSONDecodeError:
+    except (json.JSONDecodeError, RecursionError):
         value = None
     if not isinstance(value, dict):
         raise click.BadParameter(

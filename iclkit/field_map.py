@@ -33,6 +33,11 @@ class FieldOptions(TypedDict, total=False):
     id_field: str
 
 
+#: Values that are not text or a number: an input, label or id holding one is an error, not
+#: its Python ``str()``.
+_NOT_TEXT = (Mapping, list, tuple, set, bytes)
+
+
 def _is_missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
@@ -78,16 +83,25 @@ class FieldMap:
         not name become metadata; a missing or NaN label or id becomes ``None``.
 
         Raises:
-            DataError: if an input field (or, with ``require_output``, the output field) is
-                missing, naming the place, the field, the fields the record has, and the fix;
-                or if the record does not make a valid example.
+            DataError: if ``record`` is not a mapping, an input field (or, with
+                ``require_output``, the output field) is missing, or the input, label or id
+                is a JSON object or list rather than text or a number, naming the place, the
+                field, the fields the record has, and the fix; or if the record does not make
+                a valid example.
         """
         source, number, unit = where
         path = source if unit == "line" else None
         line = number if unit == "line" else None
         place = f"{unit} {number}: " if number is not None else ""
         prefix = "" if unit == "line" else f"{source or 'data'}: {place}"
-        available = ", ".join(sorted(record)) or "(none)"
+        if not isinstance(record, Mapping):
+            raise DataError(
+                f"{prefix}expected a mapping of fields or an Example, got {type(record).__name__}",
+                path=path,
+                line=line,
+                fix="give each record as a dict such as {'text': ..., 'label': ...}",
+            )
+        available = ", ".join(sorted(map(str, record))) or "(none)"
         wanted = [*self.input_fields, *([self.output_field] if require_output else [])]
         for name in wanted:
             if name not in record or _is_missing(record[name]):
@@ -98,6 +112,17 @@ class FieldMap:
                     line=line,
                     field=name,
                     fix=f"map the right field with {option} (input_fields/output_field in Python)",
+                )
+        for name in (*self.input_fields, self.output_field, self.id_field):
+            if isinstance(record.get(name), _NOT_TEXT):
+                raise DataError(
+                    f"{prefix}field {name!r} holds a {type(record[name]).__name__}, not text or "
+                    "a number",
+                    path=path,
+                    line=line,
+                    field=name,
+                    fix="flatten it into its own fields (map them with --input-field), or "
+                    "write it as a string",
                 )
         output = record.get(self.output_field)
         raw_id = record.get(self.id_field)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, overload
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, overload
 from iclkit.errors import DataError
 from iclkit.example import Example
 from iclkit.field_map import FieldMap, FieldOptions, FieldSpec
+from iclkit.text_files import json_lines, utf8_text
 
 if TYPE_CHECKING:
     import pandas as pd
@@ -25,35 +25,41 @@ def _numbered(records: Iterable[Mapping[str, Any] | Example]) -> NumberedRows:
     return enumerate(records, start=1)
 
 
+_JSONL_FIX = "write one JSON object per line"
+#: The longest CSV field read (Python's csv module stops at 131,072 characters by default).
+CSV_FIELD_LIMIT = 2**31 - 1
+
+
 def _jsonl_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    with path.open(encoding="utf-8") as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                record = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise DataError(
-                    f"not valid JSON ({error.msg} at column {error.colno})",
-                    path=path,
-                    line=number,
-                    fix="write one JSON object per line",
-                ) from None
-            if not isinstance(record, dict):
-                raise DataError(
-                    f"expected a JSON object, got {type(record).__name__}",
-                    path=path,
-                    line=number,
-                    fix="write one JSON object per line",
-                )
-            yield number, record
+    for number, record in json_lines(path, fix=_JSONL_FIX):
+        if not isinstance(record, dict):
+            raise DataError(
+                f"expected a JSON object, got {type(record).__name__}",
+                path=path,
+                line=number,
+                fix=_JSONL_FIX,
+            )
+        yield number, record
 
 
 def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, Any]]]:
-    with path.open(encoding="utf-8", newline="") as handle:
-        reader = csv.DictReader(handle, delimiter=delimiter)
-        for row in reader:
-            yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
+    """The rows of a CSV file with a header; a byte order mark before the header is dropped."""
+    limit = csv.field_size_limit(CSV_FIELD_LIMIT)
+    try:
+        with utf8_text(path, newline="") as handle:
+            reader = csv.DictReader(handle, delimiter=delimiter)
+            try:
+                for row in reader:
+                    yield reader.line_num, {k: v for k, v in row.items() if v not in (None, "")}
+            except csv.Error as error:
+                raise DataError(
+                    f"not valid CSV ({error})",
+                    path=path,
+                    line=reader.line_num + 1,  # the line being read when it failed
+                    fix="check the quotes on that line (a quote opened and never closed)",
+                ) from None
+    finally:
+        csv.field_size_limit(limit)
 
 
 def _file_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
@@ -111,7 +117,8 @@ class Pool(Sequence[Example]):
     records (:meth:`to_query`) through it.
 
     Raises:
-        DataError: if the pool is empty, a record lacks a field, or two examples share an id.
+        DataError: if the pool is empty, an item is not an :class:`Example`, a record lacks a
+            field, or two examples share an id.
     """
 
     def __init__(
@@ -135,6 +142,11 @@ class Pool(Sequence[Example]):
         seen: dict[str, int] = {}
         self._by_text: dict[str, list[int]] = {}
         for index, example in enumerate(self._examples):
+            if not isinstance(example, Example):
+                raise DataError(
+                    f"{where}: item {index} is a {type(example).__name__}, not an Example",
+                    fix="build the pool with Pool.from_records(...) from dicts, or give Examples",
+                )
             if example.output is None:
                 raise DataError(
                     f"{where}: example {index} has no output (label)",
@@ -279,7 +291,8 @@ class Pool(Sequence[Example]):
                 (see :class:`~iclkit.field_map.FieldOptions`).
 
         Raises:
-            DataError: for an unsupported suffix or any error of the specific reader.
+            DataError: for an unsupported suffix, a folder without ``datasets`` installed, or
+                any error of the specific reader.
             FileNotFoundError: if the path does not exist.
         """
         path = Path(path)
@@ -287,8 +300,14 @@ class Pool(Sequence[Example]):
         if not path.exists():
             raise FileNotFoundError(f"{path}: no such file or folder")
         if path.is_dir():
-            from datasets import load_from_disk
-
+            try:
+                from datasets import load_from_disk
+            except ImportError:
+                raise DataError(
+                    "reading a dataset folder needs the 'datasets' package",
+                    path=path,
+                    fix="pip install 'iclkit[datasets]', or give a .jsonl/.csv file",
+                ) from None
             dataset = load_from_disk(str(path))
             return cls._from_rows(_numbered(dataset), mapping, source=str(path), unit="record")
         return cls._from_rows(_file_rows(path), mapping, source=str(path), unit="line")
@@ -356,11 +375,17 @@ class Pool(Sequence[Example]):
         field mapping (its label, if any, is kept as the query's gold output).
 
         Raises:
-            DataError: if a string is given but the pool has several input fields, or a
-                mapping lacks an input field.
+            DataError: if the query is of another type, a string is given but the pool has
+                several input fields, or a mapping lacks an input field.
         """
         if isinstance(query, Example):
             return query
+        if not isinstance(query, str | Mapping):
+            raise DataError(
+                f"a query is a string, a mapping of fields or an Example, got "
+                f"{type(query).__name__}",
+                fix="pass the query text, e.g. builder.build('a gripping film')",
+            )
         if isinstance(query, str):
             if len(self.input_fields) != 1:
                 raise DataError(

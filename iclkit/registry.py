@@ -9,19 +9,27 @@ groups a third-party package uses, so both are found the same way::
 Lookup is lazy: listing plugins reads package metadata only, and only the plugin asked for by
 name is imported. ``register_selector(name, cls)`` (and its siblings) add a plugin in-process,
 for scripts and notebooks.
+
+A broken plugin never breaks the others: a distribution whose ``entry_points.txt`` cannot be
+read is skipped with a warning naming it; a plugin that fails to import (even by calling
+``sys.exit``) or to construct raises an iclkit error naming it, when it is asked for. A
+third-party plugin that takes a built-in's name is ignored with a warning: built-ins win.
+Warnings go to the ``iclkit.plugins`` logger, once per process each.
 """
 
 from __future__ import annotations
 
 import importlib
 import inspect
-from collections.abc import Mapping
+import logging
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
+from importlib.metadata import Distribution, EntryPoint, distributions
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from iclkit.errors import (
     ConfigError,
+    IclkitError,
     PluginConflictError,
     PluginLoadError,
     PluginNotFoundError,
@@ -36,6 +44,45 @@ if TYPE_CHECKING:
     from iclkit.selectors.base import Selector
 
 T = TypeVar("T")
+
+logger = logging.getLogger("iclkit.plugins")
+#: The distribution that declares iclkit's own plugins (they win over same-named others).
+BUILTIN = "iclkit"
+_warned: set[str] = set()
+
+
+def _warn_once(message: str) -> None:
+    if message not in _warned:
+        _warned.add(message)
+        logger.warning(message)
+
+
+def _entry_points(group: str) -> Iterator[tuple[EntryPoint, str, str]]:
+    """``(entry point, distribution name, version)`` of every plugin declared for ``group``.
+
+    Distributions whose entry points cannot be read are skipped with a warning.
+    """
+    for dist in distributions():
+        try:
+            declared = [ep for ep in dist.entry_points if ep.group == group]
+        except Exception as error:
+            name = _name(dist) or "an installed distribution"
+            _warn_once(
+                f"skipped the plugins of {name}: its entry points cannot be read "
+                f"({type(error).__name__}: {error}). Fix: reinstall or uninstall that package"
+            )
+            continue
+        if declared:
+            name = _name(dist) or "(unnamed distribution)"
+            for ep in declared:
+                yield ep, name, dist.version
+
+
+def _name(dist: Distribution) -> str | None:
+    try:
+        return str(dist.metadata["Name"])
+    except Exception:
+        return None
 
 
 @dataclass(frozen=True)
@@ -77,19 +124,29 @@ class Registry(Generic[T]):
 
     def _declared(self) -> dict[str, list[_Declared]]:
         found: dict[str, list[_Declared]] = {}
-        for ep in entry_points(group=self.group):
-            dist = getattr(ep, "dist", None)
+        for ep, distribution, version in _entry_points(self.group):
             info = PluginInfo(
                 group=self.group,
                 name=ep.name,
                 target=ep.value,
-                distribution=dist.metadata["Name"] if dist is not None else None,
-                version=dist.version if dist is not None else None,
+                distribution=distribution,
+                version=version,
             )
             same = found.setdefault(ep.name, [])
             # One package seen twice (an editable install beside its build folder) is no clash.
             if all(d.info.target != info.target for d in same):
                 same.append(_Declared(info, ep))
+        for name, same in found.items():
+            builtin = [d for d in same if d.info.distribution == BUILTIN]
+            if builtin and len(same) > 1:
+                others = ", ".join(
+                    f"{d.info.distribution} ({d.info.target})" for d in same if d not in builtin
+                )
+                _warn_once(
+                    f"{self.kind} {name!r} of {others} is ignored: iclkit's built-in "
+                    f"{name!r} keeps the name. Fix: that package should register another name"
+                )
+                found[name] = builtin
         return found
 
     def names(self) -> list[str]:
@@ -118,7 +175,8 @@ class Registry(Generic[T]):
 
         Raises:
             PluginNotFoundError: if no plugin has that name (the message lists those that do).
-            PluginConflictError: if two installed packages declare the name differently.
+            PluginConflictError: if two third-party packages declare the name differently (a
+                built-in's name always stays the built-in's).
             PluginLoadError: if the plugin cannot be imported or is not a subclass of the
                 group's base class.
         """
@@ -139,7 +197,7 @@ class Registry(Generic[T]):
         assert entry.entry_point is not None
         try:
             obj = entry.entry_point.load()
-        except Exception as error:
+        except (Exception, SystemExit) as error:  # a plugin's sys.exit must not end iclkit
             raise PluginLoadError(
                 f"{self.kind} plugin {name!r} from {entry.info.distribution} could not be "
                 f"imported from {entry.info.target}: {type(error).__name__}: {error}"
@@ -165,6 +223,8 @@ class Registry(Generic[T]):
             PluginNotFoundError: for an unknown name.
             ConfigError: for options the plugin's constructor does not take, or a spec of the
                 wrong type.
+            PluginLoadError: if the plugin cannot be imported, or its constructor fails with
+                an error that is not iclkit's own (or calls ``sys.exit``).
         """
         if isinstance(spec, str):
             name, merged = spec, dict(options)
@@ -197,8 +257,15 @@ class Registry(Generic[T]):
                 )
         try:
             return cls(**merged)
+        except IclkitError:
+            raise
         except TypeError as error:
             raise ConfigError(f"{self.kind} {name!r}: {error}") from error
+        except (Exception, SystemExit) as error:
+            raise PluginLoadError(
+                f"{self.kind} plugin {name!r} ({_target(cls)}) failed when constructed: "
+                f"{type(error).__name__}: {error}"
+            ) from error
 
     # -- in-process registration ----------------------------------------------------------------
 
@@ -217,7 +284,7 @@ class Registry(Generic[T]):
         info = PluginInfo(
             group=self.group,
             name=name,
-            target=f"{plugin.__module__}:{plugin.__qualname__}",
+            target=_target(plugin),
             distribution=None,
             version=None,
         )
@@ -233,6 +300,10 @@ class Registry(Generic[T]):
         if name not in self._local:
             raise PluginNotFoundError(self.kind, name, self._local)
         del self._local[name]
+
+
+def _target(cls: type) -> str:
+    return f"{cls.__module__}:{cls.__qualname__}"
 
 
 def _accepted_options(cls: type) -> set[str] | None:

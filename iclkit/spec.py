@@ -109,11 +109,21 @@ def label_words(value: Any) -> Any:
     """A label space as ``{label: word}``: a list means each label is its own word.
 
     Raises:
-        ConfigError: (a ``ValueError``) as :meth:`~iclkit.inference.LabelSpace.from_spec`.
+        ValueError: if a label or word is neither text nor an integer (``null``, ``true``, a
+            list), or as :meth:`~iclkit.inference.LabelSpace.from_spec` (a ``ConfigError``).
     """
     from iclkit.inference.labels import LabelSpace
+    from iclkit.text_files import short_repr
 
     if isinstance(value, list | tuple | Mapping):
+        pairs = list(value.items()) if isinstance(value, Mapping) else [(v, v) for v in value]
+        bad = [item for pair in pairs for item in pair if type(item) not in (str, int)]
+        if bad:
+            raise ValueError(
+                f"labels and their words must be text or integers, got {short_repr(bad[0])}; "
+                "write every label (and word) out, quoting yes/no/true/false/null, e.g. "
+                "{0: negative, 1: positive}"
+            )
         space = LabelSpace.from_spec(value)
         return dict(zip(space.labels, space.words, strict=True))
     return value

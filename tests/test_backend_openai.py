@@ -2,10 +2,15 @@
 and a real llama.cpp server serving the bundled Gemma GGUF."""
 
 import json
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import pytest
 
@@ -68,6 +73,17 @@ def chat(content="positive", top=None):
     }
 
 
+def reply(handler, code, data, headers=()):
+    """Send ``data`` (bytes) as a JSON response with ``headers``."""
+    handler.send_response(code)
+    handler.send_header("content-type", "application/json")
+    handler.send_header("content-length", str(len(data)))
+    for name, value in headers:
+        handler.send_header(name, value)
+    handler.end_headers()
+    handler.wfile.write(data)
+
+
 class FaultyServer:
     """Answers POSTs from a script of faults; ``/v1/models`` lists ``fake-model``.
 
@@ -77,6 +93,7 @@ class FaultyServer:
 
     def __init__(self):
         self.script = [("ok", completion())]
+        self.models_body = None  # raw bytes for GET /models instead of the model list
         self.requests = []  # (path, headers, body) of every POST
         self.in_flight = self.max_in_flight = 0
         self.lock = threading.Lock()
@@ -87,16 +104,12 @@ class FaultyServer:
                 pass
 
             def send_json(self, code, body, headers=()):
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                for name, value in headers:
-                    self.send_header(name, value)
-                self.end_headers()
-                self.wfile.write(data)
+                reply(self, code, json.dumps(body).encode(), headers)
 
             def do_GET(self):
+                if server.models_body is not None:
+                    reply(self, 200, server.models_body)
+                    return
                 self.send_json(
                     200,
                     {
@@ -128,12 +141,7 @@ class FaultyServer:
                     elif kind == "drop":
                         self.connection.shutdown(socket.SHUT_RDWR)
                     elif kind == "malformed":
-                        data = b'{"id": "cmpl-1", "choices": [{"text": '
-                        self.send_response(200)
-                        self.send_header("content-type", "application/json")
-                        self.send_header("content-length", str(len(data)))
-                        self.end_headers()
-                        self.wfile.write(data)
+                        reply(self, 200, b'{"id": "cmpl-1", "choices": [{"text": ')
                 finally:
                     with server.lock:
                         server.in_flight -= 1
@@ -186,6 +194,71 @@ def test_rate_limit_honours_retry_after(faulty):
     assert backend(faulty.url).generate([prompt()]) == [" fine"]
     assert time.monotonic() - start >= 1.0  # backoff alone would wait at most 0.05 s
     assert faulty.posts() == 2
+
+
+def test_retry_after_is_capped_by_the_timeout_and_backoff_settings(faulty):
+    faulty.script = [
+        ("status", 429, [("retry-after", "3600")], {"error": {"message": "come back in an hour"}}),
+        ("status", 503, [("retry-after-ms", "3600000")], {"error": {"message": "busy"}}),
+        ("ok", completion(" fine")),
+    ]
+    start = time.monotonic()
+    answers = []
+    call = threading.Thread(
+        target=lambda: answers.extend(
+            backend(faulty.url, timeout=0.5, max_backoff=0.2).generate([prompt()])
+        ),
+        daemon=True,  # an uncapped wait would sleep for an hour: give up on it after 10 s
+    )
+    call.start()
+    call.join(10)
+    assert answers == [" fine"]
+    waited = time.monotonic() - start
+    print(f"Retry-After: 3600 s twice -> waited {waited:.2f} s in all")
+    assert 0.9 <= waited < 3.0  # two waits of max(timeout, max_backoff) = 0.5 s
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"not json at all", b"[1, 2]", b'{"data": 5}', b'{"data": [{"no": "id"}]}', b"[" * 100_000],
+)
+def test_malformed_models_listing_is_retried_then_a_backend_error(faulty, body):
+    faulty.models_body = body
+    with pytest.raises(BackendError, match="malformed response after 3 attempts"):
+        backend(faulty.url).generate([prompt()])
+    assert faulty.posts() == 0
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"choices": [5]},
+        {"choices": "x"},
+        {"choices": [{"text": None}]},
+        {"choices": []},
+        {"id": "no choices"},
+    ],
+)
+def test_malformed_completion_bodies_are_retried_then_a_backend_error(faulty, body):
+    faulty.script = [("ok", body)]
+    with pytest.raises(BackendError, match="malformed response after 3 attempts.*no completions"):
+        backend(faulty.url).generate([prompt()])
+    assert faulty.posts() == 3
+
+
+def test_retried_request_error_reports_every_attempt(faulty):
+    faulty.script = [
+        ("status", 429, [], {"error": {"message": "slow down"}}),
+        ("sleep", 1.0, completion()),
+        ("malformed",),
+        ("status", 500, [], {"error": {"message": "database on fire"}}),
+    ]
+    with pytest.raises(BackendError) as info:
+        backend(faulty.url, timeout=0.3, max_retries=3).generate([prompt()])
+    message = str(info.value)
+    assert "HTTP 500 after 4 attempts: database on fire (earlier attempts: " in message
+    assert "HTTP 429 (slow down); timed out after 0.3 s; malformed response (" in message
+    assert SECRET not in message
 
 
 @pytest.mark.parametrize("code", [500, 502, 503])
@@ -312,6 +385,24 @@ def test_chat_scoring_rejects_labels_sharing_a_first_token(faulty):
         backend(faulty.url, mode="chat").score([prompt()], [[" very good", " very bad"]])
 
 
+def test_prompt_whose_labels_are_outside_top_logprobs_does_not_abort_score(faulty, caplog):
+    faulty.script = [
+        ("ok", chat(top={"positive": -0.2, "neg": -1.5})),
+        ("ok", chat(top={"The": -0.1, "A": -2.5})),  # neither label among the alternatives
+        ("ok", chat(top={"negative": -0.3, "pos": -2.0})),
+    ]
+    with caplog.at_level("WARNING", logger="iclkit.backends"):
+        scores = backend(faulty.url, mode="chat", concurrency=1).score(
+            [prompt("a:"), prompt("b:"), prompt("c:")], [[" positive", " negative"]] * 3
+        )
+    assert [[s.logprob for s in row] for row in scores] == [
+        [-0.2, -1.5],
+        [-2.5, -2.5],
+        [-2.0, -0.3],
+    ]
+    assert "for 1 of 3 prompts none of the labels is among the top 20" in caplog.text
+
+
 def test_chat_without_top_logprobs_names_the_alternative(faulty):
     faulty.script = [("ok", chat())]
     with pytest.raises(BackendError, match="no top log-probabilities.*GenerationClassifier"):
@@ -340,6 +431,7 @@ def llama_server():
 
 
 def gemma(url, tmp_path, **options):
+    """The bundled Gemma behind ``url``, its response cache in ``tmp_path``."""
     return OpenAIBackend(
         model="gemma-3-270m",
         base_url=url,
@@ -393,3 +485,129 @@ def test_local_and_llama_server_agree_on_50_sst2_dev_prompts(llama_server, tmp_p
     agree = sum(a.label == b.label for a, b in zip(local, remote, strict=True))
     print(f"local vs llama.cpp server: {agree}/50 predictions agree")
     assert agree >= 48  # >= 95 %
+
+
+@pytest.mark.slow
+def test_llama_server_is_not_orphaned_when_its_caller_is_killed():
+    code = (
+        "import time\n"
+        "from iclkit.backends.llama_server import LlamaServer\n"
+        "server = LlamaServer(n_ctx=256)\n"
+        "server.start()\n"
+        "print(server._process.pid, flush=True)\n"
+        "time.sleep(600)\n"
+    )
+    caller = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    server_pid = int(caller.stdout.readline())
+    caller.send_signal(signal.SIGKILL)
+    caller.wait(30)
+    start = time.monotonic()
+    while _alive(server_pid) and time.monotonic() - start < 30:
+        time.sleep(0.1)
+    alive = _alive(server_pid)
+    if alive:
+        os.kill(server_pid, signal.SIGKILL)
+    print(f"llama.cpp server gone {time.monotonic() - start:.1f} s after its caller's SIGKILL")
+    assert not alive
+
+
+def _alive(pid):
+    """Whether ``pid`` runs (a zombie waiting to be reaped counts as gone)."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except FileNotFoundError:
+        return False
+    return "State:\tZ" not in status
+
+
+class FaultProxy:
+    """Forwards to a real server, answering a seeded ``rate`` of requests with a fault instead:
+    429 with Retry-After, 500, 503, a dropped connection or a body that is not JSON."""
+
+    FAULTS = ("429", "500", "503", "drop", "malformed")
+
+    def __init__(self, upstream, rate, seed=0):
+        import random
+        import urllib.request
+
+        self.faults = dict.fromkeys(self.FAULTS, 0)
+        self.forwarded = 0
+        rng, lock, proxy = random.Random(seed), threading.Lock(), self
+
+        class Handler(BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def relay(self, body=None):
+                url = upstream.removesuffix("/v1") + self.path
+                request = urllib.request.Request(
+                    url, data=body, headers={"content-type": "application/json"}
+                )
+                with urllib.request.urlopen(request, timeout=120) as response:
+                    reply(self, response.status, response.read())
+                with lock:
+                    proxy.forwarded += 1
+
+            def do_GET(self):
+                self.relay()
+
+            def do_POST(self):
+                body = self.rfile.read(int(self.headers["content-length"]))
+                with lock:
+                    fault = rng.choice(FaultProxy.FAULTS) if rng.random() < rate else None
+                    if fault:
+                        proxy.faults[fault] += 1
+                error = json.dumps({"error": {"message": f"injected {fault}"}}).encode()
+                if fault == "429":
+                    reply(self, 429, error, [("retry-after", "0.05")])
+                elif fault in ("500", "503"):
+                    reply(self, int(fault), error)
+                elif fault == "drop":
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                elif fault == "malformed":
+                    reply(self, 200, b'{"choices": [{"text": ')
+                else:
+                    self.relay(body)
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+
+@pytest.mark.slow
+def test_llama_server_behind_30_percent_faults_completes_every_request(llama_server, tmp_path):
+    prompts = [
+        prompt(f"Review {i}: {'good' if i % 2 else 'bad'} film\nSentiment:") for i in range(100)
+    ]
+    direct = gemma(llama_server, tmp_path / "direct", concurrency=32).generate(
+        prompts, max_tokens=2
+    )
+    proxy = FaultProxy(llama_server, rate=0.3)
+    try:
+        faulty = gemma(
+            proxy.url,
+            tmp_path / "faulty",
+            concurrency=32,
+            max_retries=10,
+            backoff=0.01,
+            max_backoff=0.1,
+        )
+        through_faults = faulty.generate(prompts, max_tokens=2)
+        rerun = gemma(proxy.url, tmp_path / "faulty", concurrency=32)
+        again = rerun.generate(prompts, max_tokens=2)
+    finally:
+        proxy.httpd.shutdown()
+        proxy.httpd.server_close()
+    injected = sum(proxy.faults.values())
+    equal = sum(t == d for t, d in zip(through_faults, direct, strict=True))
+    print(
+        f"{len(prompts)} requests at concurrency 32 through {injected} injected faults "
+        f"{proxy.faults}: {equal} answers equal to the fault-free run; cache re-run sent "
+        f"{rerun.requests_sent_} requests"
+    )
+    assert injected >= 0.2 * len(prompts)
+    assert len(through_faults) == len(prompts) and again == through_faults
+    assert rerun.requests_sent_ == 0
+    # Greedy answers can differ on a near tie (llama.cpp reuses cached prompt prefixes).
+    assert equal >= 0.95 * len(prompts)

@@ -132,6 +132,39 @@ def test_text_formatter_errors(pool, query):
         TextFormatter(verbalizer={"pos": "positive"}).format(query, _demos(pool, [1]))
 
 
+@pytest.mark.parametrize(
+    "field",
+    [
+        "{text.__class__.__mro__[1].__subclasses__}",
+        "{text:>3000000000}",
+        "{text[0]}",
+        "{text!r}",
+        "{text:{output}}",
+    ],
+)
+def test_templates_allow_plain_field_names_only(pool_file, field):
+    from click.testing import CliRunner
+
+    from iclkit.cli import main
+
+    template = f"Review: {field}\\nSentiment: {{output}}"
+    result = CliRunner().invoke(
+        main, ["build", "--pool", str(pool_file), "--query", "q", "--template", template]
+    )
+    assert result.exit_code == 1, result.output[:500]
+    assert (
+        result.output.startswith("Error: template ") and "not a plain field name" in result.output
+    )
+    assert "<built-in" not in result.output and "<class" not in result.output  # no internals
+    with pytest.raises(TemplateError, match="not a plain field name"):
+        TextFormatter(template=f"{field} {{output}}")
+    with pytest.raises(TemplateError, match="not a plain field name"):
+        ChatFormatter(input_template=field)
+    # Literal braces and plain names stay as they were.
+    plain = TextFormatter(template="{{literal}} {text}: {output}")
+    assert plain.format(Example(input={"text": "a {b}"}), []).text == "{literal} a {b}:"
+
+
 def test_chat_formatter(pool, query):
     formatter = ChatFormatter(input_template="Review: {text}", verbalizer={"pos": "+", "neg": "-"})
     prompt = formatter.format(query, _demos(pool, [0, 1]), instruction="Label reviews.")

@@ -161,3 +161,116 @@ def test_field_map_is_shared_by_the_loaders_and_the_queries(tmp_path):
         Pool.from_records(records, input_fields=[])
     with pytest.raises(DataError, match=r"^query: missing field 'review'"):
         pools[0].to_query({"text": "no review field"})
+
+
+# -- bad input is one clear error ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("suffix", [".jsonl", ".csv", ".tsv"])
+def test_pool_that_is_not_utf8_names_file_line_and_encoding(tmp_path, suffix):
+    path = tmp_path / f"pool{suffix}"
+    sep = "," if suffix == ".csv" else "\t"
+    if suffix == ".jsonl":
+        text = '{"text": "fine", "label": "a"}\n{"text": "café", "label": "b"}\n'
+    else:
+        text = f"text{sep}label\nfine{sep}a\ncafé{sep}b\n"
+    path.write_bytes(text.encode("latin-1"))
+    with pytest.raises(DataError, match=rf"pool\{suffix}:\d: not UTF-8 text \(byte 0xe9 at"):
+        Pool.load(path)
+    line = 2 if suffix == ".jsonl" else 3
+    with pytest.raises(DataError, match=rf"pool\{suffix}:{line}: .*Fix: save the file as UTF-8"):
+        Pool.load(path)
+
+
+def test_csv_with_a_utf8_bom_keeps_its_first_column(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes(b"\xef\xbb\xbfid,text,label\nr1,good,pos\nr2,bad,neg\n")
+    pool = Pool.load(path)
+    assert [example.id for example in pool] == ["r1", "r2"]
+    jsonl = tmp_path / "notepad.jsonl"
+    jsonl.write_bytes(b'\xef\xbb\xbf{"id": "r1", "text": "good", "label": "pos"}\n')
+    assert Pool.load(jsonl)[0].id == "r1"
+
+
+def test_csv_field_longer_than_131072_characters_is_read(tmp_path, monkeypatch):
+    import csv
+
+    path = tmp_path / "long.csv"
+    long_text = "word " * 60_000  # 300,000 characters
+    path.write_text(f'text,label\n"{long_text}",a\nshort,b\n')
+    limit = csv.field_size_limit()
+    pool = Pool.load(path)
+    assert pool[0].text == long_text and pool[1].text == "short"
+    assert csv.field_size_limit() == limit  # the process-wide setting is left as it was
+    # Past the reader's own limit, the error names the line instead of raising _csv.Error.
+    monkeypatch.setattr("iclkit.pool.CSV_FIELD_LIMIT", 1000)
+    with pytest.raises(DataError, match=r"long\.csv:2: not valid CSV \(field larger than"):
+        Pool.load(path)
+
+
+def test_deeply_nested_json_line_is_an_error_naming_the_line(tmp_path):
+    path = tmp_path / "deep.jsonl"
+    path.write_text(
+        '{"text": "a", "label": "x"}\n{"text": ' + "[" * 100_000 + "]" * 100_000 + "}\n"
+    )
+    with pytest.raises(DataError, match=r"deep\.jsonl:2: JSON nested too deeply to read"):
+        Pool.load(path)
+
+
+@pytest.mark.parametrize(
+    ("record", "field", "kind"),
+    [
+        ({"text": {"a": 1}, "label": "x"}, "text", "dict"),
+        ({"text": ["a"], "label": "x"}, "text", "list"),
+        ({"text": "a", "label": {"name": "x"}}, "label", "dict"),
+        ({"text": "a", "label": "x", "id": [1]}, "id", "list"),
+    ],
+)
+def test_a_json_object_as_text_label_or_id_is_an_error_not_stringified(
+    tmp_path, record, field, kind
+):
+    path = tmp_path / "pool.jsonl"
+    path.write_text(json.dumps(record) + "\n")
+    with pytest.raises(DataError, match=rf"pool\.jsonl:1: field '{field}' holds a {kind}"):
+        Pool.load(path)
+
+
+def test_python_api_type_errors_are_clear(records):
+    from iclkit import ConfigError, PromptBuilder
+
+    with pytest.raises(DataError, match="record 2: expected a mapping of fields or an Example"):
+        Pool.from_records([records[0], None])
+    with pytest.raises(DataError, match="item 0 is a str, not an Example"):
+        Pool(["text"])
+    with pytest.raises(ConfigError, match=r"fit\(\) takes a Pool, got NoneType"):
+        PromptBuilder().fit(None)
+    builder = PromptBuilder(k=1).fit(Pool.from_records(records))
+    with pytest.raises(DataError, match="a query is a string, a mapping of fields or an Example"):
+        builder.build(None)
+
+
+def test_datasets_folder_without_datasets_installed_names_the_extra(tmp_path):
+    import subprocess
+    import sys
+
+    folder = tmp_path / "saved"
+    Dataset.from_list([{"text": "a", "label": "x"}]).save_to_disk(str(folder))
+    code = (
+        "import sys\n"
+        "sys.modules['datasets'] = None  # as if the package were not installed\n"
+        "from iclkit import DataError, Pool\n"
+        "try:\n"
+        f"    Pool.load({str(folder)!r})\n"
+        "except DataError as error:\n"
+        "    print(error)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert "needs the 'datasets' package. Fix: pip install 'iclkit[datasets]'" in result.stdout
+    from pathlib import Path
+
+    import tomllib
+
+    pyproject = tomllib.loads((Path(__file__).parents[1] / "pyproject.toml").read_text())
+    assert any(
+        d.startswith("datasets") for d in pyproject["project"]["optional-dependencies"]["datasets"]
+    )

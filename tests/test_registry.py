@@ -1,6 +1,9 @@
+import json
+import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 
@@ -14,8 +17,10 @@ from iclkit import (
     register_selector,
 )
 from iclkit.orderers.basic import RandomOrderer
-from iclkit.registry import GROUPS, formatters, orderers, selectors
+from iclkit.registry import GROUPS, backends, formatters, orderers, selectors
 from iclkit.selectors.random import RandomSelector
+
+ICLKIT = str(Path(sys.executable).with_name("iclkit"))
 
 
 class EveryOther(Selector):
@@ -105,30 +110,112 @@ def test_register_rejects_wrong_type():
 
 
 def test_conflicting_entry_points_need_an_override(fake_distribution):
-    fake_distribution(
-        "fakeplug",
-        """
-        [iclkit.selectors]
-        random = fakeplug:Other
-        """,
-        """
+    source = """
         from iclkit import Selection, Selector
         class Other(Selector):
             def select(self, query, k, *, exclude=frozenset()):
                 return Selection((), ())
-        """,
-    )
+        """
+    fake_distribution("fakeplug", "[iclkit.selectors]\nshared = fakeplug:Other\n", source)
+    fake_distribution("fakeplug2", "[iclkit.selectors]\nshared = fakeplug2:Other\n", source)
     with pytest.raises(PluginConflictError) as info:
-        selectors.get("random")
+        selectors.get("shared")
     assert "fakeplug (fakeplug:Other)" in str(info.value)
-    assert "iclkit (iclkit.selectors.random:RandomSelector)" in str(info.value)
+    assert "fakeplug2 (fakeplug2:Other)" in str(info.value)
     import fakeplug
 
-    register_selector("random", fakeplug.Other, override=True)
+    register_selector("shared", fakeplug.Other, override=True)
     try:
-        assert selectors.get("random") is fakeplug.Other
+        assert selectors.get("shared") is fakeplug.Other
     finally:
-        selectors.unregister("random")
+        selectors.unregister("shared")
+
+
+def test_plugins_third_party_named_like_a_builtin_is_ignored_with_a_warning(
+    fake_distribution, caplog
+):
+    fake_distribution(
+        "squatter",
+        """
+        [iclkit.selectors]
+        random = squatter:Other
+        [iclkit.backends]
+        local = squatter:Other
+        """,
+        "raise SystemExit('never imported')\n",
+    )
+    with caplog.at_level("WARNING", logger="iclkit.plugins"):
+        assert selectors.get("random") is RandomSelector
+        assert selectors.create("random", seed=2).seed == 2
+        assert "iclkit" == next(p for p in selectors.plugins() if p.name == "random").distribution
+        assert backends.get("local").__name__ == "LocalBackend"
+    warned = [r.getMessage() for r in caplog.records]
+    assert any(
+        "selector 'random' of squatter (squatter:Other) is ignored: iclkit's built-in" in m
+        for m in warned
+    )
+    assert any("backend 'local' of squatter" in m for m in warned)
+
+
+def test_plugins_that_exit_or_fail_are_reported_by_name(fake_distribution):
+    fake_distribution(
+        "exiter",
+        """
+        [iclkit.selectors]
+        exits-on-import = exiter_import:Thing
+        fails-to-construct = exiter:Fails
+        exits-on-construct = exiter:Exits
+        """,
+        """
+        from iclkit import Selection, Selector
+        class Fails(Selector):
+            def __init__(self):
+                raise RuntimeError("no GPU here")
+            def select(self, query, k, *, exclude=frozenset()):
+                return Selection((), ())
+        class Exits(Fails):
+            def __init__(self):
+                raise SystemExit(3)
+        """,
+    )
+    with pytest.raises(PluginLoadError, match=r"'fails-to-construct' \(exiter:Fails\) failed when"):
+        selectors.create("fails-to-construct")
+    with pytest.raises(PluginLoadError, match="RuntimeError: no GPU here"):
+        selectors.create("fails-to-construct")
+    with pytest.raises(PluginLoadError, match=r"'exits-on-construct'.*SystemExit: 3"):
+        selectors.create("exits-on-construct")
+
+
+def test_plugin_calling_sys_exit_at_import_is_reported_by_name(fake_distribution, tmp_path):
+    fake_distribution(
+        "exiter2", "[iclkit.selectors]\nbye = exiter2:Thing\n", "import sys\nsys.exit(0)\n"
+    )
+    with pytest.raises(
+        PluginLoadError, match="'bye' from exiter2 could not be imported.*SystemExit"
+    ):
+        selectors.get("bye")
+
+
+def test_plugins_malformed_entry_points_of_any_package_break_no_command(tmp_path, pool_file):
+    dist = tmp_path / "broken_meta-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: broken-meta\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[iclkit.selectors]\nthis line has no equals sign\n")
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), *sys.path])}
+    listing = subprocess.run(
+        [ICLKIT, "plugins", "--json"], capture_output=True, text=True, env=env, check=False
+    )
+    assert listing.returncode == 0, listing.stderr
+    assert "skipped the plugins of broken-meta: its entry points cannot be read" in listing.stderr
+    assert {"random", "first"} <= {p["name"] for p in json.loads(listing.stdout)["selectors"]}
+    build = subprocess.run(
+        [ICLKIT, "build", "--pool", pool_file, "--query", "q", "--k", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
+    assert build.returncode == 0, build.stderr
+    assert build.stdout.rstrip().endswith("Input: q\nOutput:")
 
 
 def test_broken_and_wrong_type_entry_points(fake_distribution):

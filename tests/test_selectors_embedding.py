@@ -310,3 +310,32 @@ def test_cli_knn_with_k_larger_than_the_pool_is_one_clear_error(tmp_path, sst2_r
     )
     assert result.exit_code == 1
     assert "k=5 is larger than the pool (3 examples)" in result.output
+
+
+def test_embedder_leaves_hf_hub_offline_unset_and_still_never_downloads():
+    import os
+    import subprocess
+    import sys
+
+    code = (
+        "import os\n"
+        "from iclkit.embedding.sentence_transformer import SentenceTransformerEmbedder\n"
+        "from iclkit.errors import ConfigError\n"
+        "vectors = SentenceTransformerEmbedder().encode(['a fine film'])\n"
+        "print('shape', vectors.shape)\n"
+        "print('HF_HUB_OFFLINE', os.environ.get('HF_HUB_OFFLINE'))\n"
+        "try:\n"
+        "    SentenceTransformerEmbedder('someone/not-on-this-disk').encode(['x'])\n"
+        "except ConfigError as error:\n"
+        "    print('refused', 'iclkit never downloads models' in str(error))\n"
+    )
+    env = {
+        k: v for k, v in os.environ.items() if k not in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE")
+    }
+    result = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "shape (1, 384)" in result.stdout
+    assert "HF_HUB_OFFLINE None" in result.stdout
+    assert "refused True" in result.stdout

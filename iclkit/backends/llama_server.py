@@ -6,11 +6,16 @@
     with LlamaServer() as url:
         backend = OpenAIBackend(model="gemma-3-270m", base_url=url)
 
-``--logits_all true`` is on so that completions can echo prompt log-probabilities.
+``--logits_all true`` is on so that completions can echo prompt log-probabilities. On Linux
+the server is tied to the process that started it (``PR_SET_PDEATHSIG``): if that process
+dies, even by ``SIGKILL``, the server gets ``SIGTERM`` and no orphan keeps its port and memory.
 """
 
 from __future__ import annotations
 
+import ctypes
+import os
+import signal
 import socket
 import subprocess
 import sys
@@ -21,6 +26,18 @@ from types import TracebackType
 
 from iclkit.bundled_models import BUNDLED_LM, bundled_gguf_path
 from iclkit.errors import BackendError
+
+_PR_SET_PDEATHSIG = 1  # from <linux/prctl.h>
+
+
+def _die_with(parent: int) -> None:
+    """In the child before exec: get SIGTERM when ``parent`` dies (Linux; elsewhere nothing)."""
+    if not sys.platform.startswith("linux"):
+        return
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM)
+    if os.getppid() != parent:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def free_port() -> int:
@@ -39,6 +56,10 @@ class LlamaServer:
         port: the port; a free one by default.
         n_ctx: the context size in tokens.
         startup_timeout: seconds to wait for the server to accept connections.
+
+    On Linux the server gets ``SIGTERM`` when the thread that started it ends (its process
+    killed included), so start it from a thread that lives as long as the server is needed
+    (the main thread, usually).
 
     Raises:
         BackendError: (from :meth:`start`) if the server exits or does not start in time;
@@ -75,8 +96,14 @@ class LlamaServer:
             "--model_alias", self.alias, "--host", "127.0.0.1", "--port", str(port),
             "--logits_all", "true", "--n_ctx", str(self.n_ctx),
         ]  # fmt: skip
+        parent = os.getpid()
         with self._log.open("wb") as log:
-            self._process = subprocess.Popen(command, stdout=log, stderr=subprocess.STDOUT)
+            self._process = subprocess.Popen(
+                command,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                preexec_fn=lambda: _die_with(parent),
+            )
         deadline = time.monotonic() + self.startup_timeout
         while True:
             try:

@@ -2,9 +2,13 @@
 
 Requests go through the official ``openai`` SDK (async client, bounded concurrency). Retries
 are tenacity's alone (the SDK's own are off): jittered exponential backoff on rate limits
-(honouring ``Retry-After``), timeouts, connection errors, malformed responses and 5xx; any
-other 4xx raises at once with the server's message. Responses are cached in SQLite by request
-(see :mod:`iclkit.backends.response_cache`), so a re-run sends no requests.
+(honouring ``Retry-After`` up to the longer of ``max_backoff`` and ``timeout``), timeouts,
+connection errors, malformed responses and 5xx; any other 4xx raises at once with the
+server's message. Every request, ``/models`` included, reads the response body as JSON itself
+and checks its shape, so a body that is not the expected JSON is a malformed response (retried,
+then a :class:`~iclkit.errors.BackendError`) on every path. The final error lists what each
+attempt met. Responses are cached in SQLite by request (see
+:mod:`iclkit.backends.response_cache`), so a re-run sends no requests.
 
 Label scoring:
 
@@ -16,13 +20,16 @@ Label scoring:
   scored by the log-probability of the longest returned token it starts with (whitespace-only
   tokens are skipped; in chat mode leading spaces are ignored). Labels must start with distinct
   first tokens; a label whose first token is not among those returned gets the lowest
-  log-probability returned (an upper bound); ``n_tokens`` is 1.
+  log-probability returned (an upper bound); ``n_tokens`` is 1. A prompt none of whose labels
+  is among them gets that bound for every label (a tie), and a warning on the
+  ``iclkit.backends`` logger counts such prompts; the other prompts are scored as usual.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 from collections.abc import Awaitable, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -50,6 +57,7 @@ from iclkit.validation import check_int
 
 DEFAULT_BASE_URL = "https://api.openai.com/v1"
 _T = TypeVar("_T")
+logger = logging.getLogger("iclkit.backends")
 _NO_LOGPROBS_FIX = (
     "Fix: use mode='chat' (top_logprobs, for labels with distinct first tokens) if the server "
     "supports it, or classify with iclkit.inference.GenerationClassifier (generation with "
@@ -61,12 +69,71 @@ class _MalformedResponse(Exception):
     """The server answered 2xx with a body that is not the expected JSON."""
 
 
+def _body(raw: Any) -> dict[str, Any]:
+    """The JSON object of a raw SDK response.
+
+    Raises:
+        _MalformedResponse: if the body is not a JSON object.
+    """
+    try:
+        data = json.loads(raw.text)
+    except (json.JSONDecodeError, RecursionError) as error:
+        raise _MalformedResponse(f"the response is not valid JSON ({error})") from None
+    if not isinstance(data, dict):
+        raise _MalformedResponse(f"the response is not a JSON object: {raw.text[:200]!r}")
+    return data
+
+
+def _check_choice(data: dict[str, Any], endpoint: str) -> dict[str, Any]:
+    """``data`` if its first choice has the text (or chat message) the endpoint returns."""
+    choices = data.get("choices")
+    first = choices[0] if isinstance(choices, list) and choices else None
+    if endpoint == "chat":
+        message = first.get("message") if isinstance(first, dict) else None
+        ok = isinstance(message, dict) and isinstance(message.get("content"), str | None)
+    else:
+        ok = isinstance(first, dict) and isinstance(first.get("text"), str)
+    if not ok:
+        raise _MalformedResponse(f"the response has no {endpoint} choice: {str(data)[:200]!r}")
+    return data
+
+
+def _model_ids(data: dict[str, Any]) -> list[str]:
+    """The model ids of a ``/models`` listing."""
+    models = data.get("data")
+    if not isinstance(models, list) or not all(
+        isinstance(m, dict) and isinstance(m.get("id"), str) for m in models
+    ):
+        raise _MalformedResponse(f"the model list is not a list of models: {str(data)[:200]!r}")
+    return sorted(m["id"] for m in models)
+
+
 def _retryable(error: BaseException) -> bool:
     if isinstance(error, (openai.APIConnectionError, _MalformedResponse)):
         return True  # APITimeoutError is an APIConnectionError
     if isinstance(error, openai.APIStatusError):
         return error.status_code in (408, 429) or error.status_code >= 500
     return False
+
+
+def _server_message(error: openai.APIStatusError) -> str:
+    """The server's own error message (``{"error": {"message": ...}}``), else the SDK's."""
+    body = error.body
+    inner = body.get("error", body) if isinstance(body, dict) else None
+    if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+        return str(inner["message"])
+    return str(error.message)
+
+
+def _attempt(error: BaseException, timeout: float) -> str:
+    """What one failed attempt met, in a few words."""
+    if isinstance(error, openai.APIStatusError):
+        return f"HTTP {error.status_code} ({_server_message(error)[:120]})"
+    if isinstance(error, openai.APITimeoutError):
+        return f"timed out after {timeout} s"
+    if isinstance(error, openai.APIConnectionError):
+        return f"no connection ({error})"
+    return f"malformed response ({str(error)[:120]})"
 
 
 def _retry_after(error: BaseException | None) -> float | None:
@@ -108,7 +175,8 @@ class OpenAIBackend(Backend):
         max_retries: retries after the first attempt of a request.
         timeout: seconds before one attempt times out.
         backoff: base of the jittered exponential wait between retries, in seconds.
-        max_backoff: longest wait between retries when the server names none.
+        max_backoff: longest wait between retries when the server names none. A server's
+            ``Retry-After`` is honoured up to the longer of ``max_backoff`` and ``timeout``.
         cache: keep responses in an SQLite file; ``cache_path`` defaults to
             ``<iclkit cache>/openai-responses.sqlite``.
         logprobs: set ``False`` for servers without log-probabilities; :meth:`score` then
@@ -329,10 +397,23 @@ class OpenAIBackend(Backend):
         else:
             params |= {"logprobs": self.top_logprobs}
         responses = self._send([self._request(prompt, params) for prompt in prompts])
-        return [
+        scored = [
             self._first_token_scores(self._top_tokens(response), options)
             for response, options in zip(responses, candidates, strict=True)
         ]
+        ties = sum(not found for _, found in scored)
+        if ties:
+            logger.warning(
+                "%s: for %d of %d prompts none of the labels is among the top %d first answer "
+                "tokens; their labels got the same (lowest returned) log-probability. Fix: "
+                "raise top_logprobs, use scoring='echo' (completion mode), or "
+                "GenerationClassifier",
+                self.identity,
+                ties,
+                len(prompts),
+                self.top_logprobs,
+            )
+        return [scores for scores, _ in scored]
 
     def _top_tokens(self, response: dict[str, Any]) -> dict[str, float]:
         """The first answer token's alternatives as ``{token: logprob}`` (empty if none)."""
@@ -346,7 +427,8 @@ class OpenAIBackend(Backend):
 
     def _first_token_scores(
         self, top: dict[str, float], candidates: Sequence[str]
-    ) -> list[ContinuationScore]:
+    ) -> tuple[list[ContinuationScore], bool]:
+        """The candidates' scores, and whether any candidate's first token was returned."""
         if not top:
             raise BackendError(
                 f"{self.identity} returned no top log-probabilities for the answer's first "
@@ -369,17 +451,12 @@ class OpenAIBackend(Backend):
                         "scoring='echo' (completion mode), labels with distinct first words, "
                         "or GenerationClassifier"
                     )
-        if all(first is None for first in firsts):
-            raise BackendError(
-                f"none of the labels {words} is among the model's top {len(top)} first answer "
-                "tokens, so there is nothing to compare. Fix: raise top_logprobs, use "
-                "scoring='echo' (completion mode), or GenerationClassifier"
-            )
         floor = min(top.values())
-        return [
+        scores = [
             ContinuationScore(logprob=top[first] if first is not None else floor, n_tokens=1)
             for first in firsts
         ]
+        return scores, any(first is not None for first in firsts)
 
     # -- transport ------------------------------------------------------------------------------
 
@@ -438,31 +515,24 @@ class OpenAIBackend(Backend):
     async def _call(self, client: openai.AsyncOpenAI, request: dict[str, Any]) -> dict[str, Any]:
         arguments = {k: v for k, v in request.items() if k not in ("endpoint", "base_url")}
         self.requests_sent_ += 1
-        result: Any
-        try:
-            if request["endpoint"] == "chat":
-                result = await client.chat.completions.create(**arguments)
-            else:
-                result = await client.completions.create(**arguments)
-        except json.JSONDecodeError as error:
-            raise _MalformedResponse(f"the response is not valid JSON ({error})") from error
-        if not hasattr(result, "model_dump"):
-            raise _MalformedResponse(f"the response is not JSON: {str(result)[:200]!r}")
-        data: dict[str, Any] = result.model_dump(mode="json")
-        if not data.get("choices"):
-            raise _MalformedResponse(f"the response has no choices: {str(data)[:200]!r}")
-        return data
+        if request["endpoint"] == "chat":
+            raw = await client.chat.completions.with_raw_response.create(**arguments)
+        else:
+            raw = await client.completions.with_raw_response.create(**arguments)
+        return _check_choice(_body(raw), request["endpoint"])
+
+    async def _served_models(self, client: openai.AsyncOpenAI) -> list[str]:
+        return _model_ids(_body(await client.models.with_raw_response.list()))
 
     async def _check_model(self, client: openai.AsyncOpenAI) -> None:
         """Fail early, by name, when the server does not serve :attr:`model`."""
         try:
-            page = await self._with_retries(client.models.list)
+            served = await self._with_retries(lambda: self._served_models(client))
         except BackendError as error:
             if isinstance(error.__cause__, openai.APIStatusError):
                 self._checked_model = True  # a server without /models: let requests decide
                 return
             raise
-        served = sorted(str(model.id) for model in page.data)
         if served and self.model not in served:
             raise BackendError(
                 f"model {self.model!r} is not served at {self._base_url()}; it serves: "
@@ -472,33 +542,43 @@ class OpenAIBackend(Backend):
 
     async def _with_retries(self, call: Callable[[], Awaitable[_T]]) -> _T:
         fallback = wait_random_exponential(multiplier=self.backoff, max=self.max_backoff)
+        longest = max(self.max_backoff, self.timeout)
+        failed: list[str] = []
 
         def wait(state: RetryCallState) -> float:
             asked = _retry_after(state.outcome.exception() if state.outcome else None)
-            return asked if asked is not None else float(fallback(state))
+            return min(asked, longest) if asked is not None else float(fallback(state))
+
+        def record(state: RetryCallState) -> None:
+            error = state.outcome.exception() if state.outcome else None
+            if error is not None:
+                failed.append(_attempt(error, self.timeout))
 
         try:
             async for attempt in AsyncRetrying(
                 retry=retry_if_exception(_retryable),
                 wait=wait,
+                before_sleep=record,
                 stop=stop_after_attempt(self.max_retries + 1),
                 reraise=True,
             ):
                 with attempt:
                     return await call()
-        except openai.APIStatusError as error:
-            raise BackendError(self._describe(error)) from error
-        except (openai.APIConnectionError, _MalformedResponse) as error:
-            raise BackendError(self._describe(error)) from error
+        except (openai.APIStatusError, openai.APIConnectionError, _MalformedResponse) as error:
+            raise BackendError(self._describe(error, failed)) from error
         raise AssertionError("unreachable: tenacity either returns or raises")
 
-    def _describe(self, error: Exception) -> str:
+    def _describe(self, error: Exception, failed: Sequence[str]) -> str:
+        """The final error of a request; ``failed`` says what the retried attempts met."""
+        attempts = len(failed) + 1
+        earlier = f" (earlier attempts: {'; '.join(failed)})" if failed else ""
         where = f"{self.identity}"
         if isinstance(error, openai.APIStatusError):
             status = error.status_code
             if _retryable(error):
                 return (
-                    f"{where}: HTTP {status} after {self.max_retries + 1} attempts: {error.message}"
+                    f"{where}: HTTP {status} after {attempts} attempts: "
+                    f"{_server_message(error)}{earlier}"
                 )
             hint = ""
             if status in (401, 403):
@@ -511,20 +591,21 @@ class OpenAIBackend(Backend):
             elif status == 404:
                 hint = ". Fix: check the model name and base_url"
             return (
-                f"{where}: the server rejected the request (HTTP {status}): {error.message}{hint}"
+                f"{where}: the server rejected the request (HTTP {status}): "
+                f"{_server_message(error)}"
+                f"{earlier}{hint}"
             )
         if isinstance(error, openai.APITimeoutError):
             return (
-                f"{where}: every one of {self.max_retries + 1} attempts timed out after "
-                f"{self.timeout} s. Fix: raise timeout, or lower concurrency"
+                f"{where}: attempt {attempts} of {attempts} timed out after {self.timeout} s"
+                f"{earlier}. Fix: raise timeout, or lower concurrency"
             )
         if isinstance(error, openai.APIConnectionError):
             return (
-                f"{where}: cannot reach the server at {self._base_url()} after "
-                f"{self.max_retries + 1} attempts ({error}). Fix: check base_url and that the "
-                "server is running"
+                f"{where}: cannot reach the server at {self._base_url()} after {attempts} "
+                f"attempts ({error}){earlier}. Fix: check base_url and that the server is running"
             )
-        return f"{where}: malformed response after {self.max_retries + 1} attempts: {error}"
+        return f"{where}: malformed response after {attempts} attempts: {error}{earlier}"
 
 
 def _run_sync(make: Callable[[], Awaitable[_T]]) -> _T:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import os
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -38,9 +37,11 @@ def _folder_fingerprint(location: str) -> str:
 
 @lru_cache(maxsize=4)
 def _load(location: str, device: str) -> SentenceTransformer:
-    """Load a sentence-transformers model from local files only; cached per process."""
-    # Never reach a hub: a name that is not on disk must fail here, not download.
-    os.environ["HF_HUB_OFFLINE"] = "1"
+    """Load a sentence-transformers model from local files only; cached per process.
+
+    ``local_files_only`` keeps the load off any hub (a name not on disk fails here, it does not
+    download) without changing the process's environment.
+    """
     try:
         from sentence_transformers import SentenceTransformer
     except ImportError:

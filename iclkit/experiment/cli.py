@@ -15,16 +15,12 @@ from typing import Any, TypeVar
 
 import click
 
-from iclkit.errors import IclkitError
+from iclkit.cli_errors import friendly_errors
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 #: The handler :func:`logging_to_stderr` puts on the ``iclkit`` logger (one at a time).
 _HANDLER_NAME = "iclkit-cli"
-
-
-def _fail(error: Exception) -> click.ClickException:
-    return click.ClickException(str(error))
 
 
 def _verbosity(command: F) -> F:
@@ -116,6 +112,7 @@ def _print_summary(report: Any) -> None:
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--no-html", is_flag=True, help="Do not write report.html.")
 @_verbosity
+@friendly_errors
 def run(
     config_path: Path,
     out: Path | None,
@@ -149,46 +146,38 @@ def run(
     from iclkit.experiment.runner import plan_experiment, run_experiment
     from iclkit.experiment.tables import describe
 
-    try:
-        with logging_to_stderr(verbose, quiet):
-            config = load_config(config_path)
-            folder = out if out is not None else Path("runs") / config.name
-            if dry_run:
-                plan = plan_experiment(config)
-                rows = [
-                    {"cell": cell.id, **describe(cell.params()), "calls": plan.calls[cell.id]}
-                    for cell in plan.cells
-                ]
-                shared = describe(plan.cells[0].params())
-                varying = [
-                    column
-                    for column in shared
-                    if column in ("selector", "k") or len({str(row[column]) for row in rows}) > 1
-                ]
-                print_table(rows, ["cell", *varying, "calls"])
-                same = ", ".join(f"{c}={shared[c]}" for c in shared if c not in varying)
-                click.echo(f"\nEvery cell: {same}")
-                click.echo(
-                    f"\n{len(plan.cells)} cells × {len(plan.data.eval)} evaluation examples = "
-                    f"{plan.predictions} predictions, at most {sum(plan.calls.values())} model "
-                    f"calls (pool: {len(plan.data.pool)} examples). Output folder: {folder}"
-                )
-                return
-            report = run_experiment(
-                config,
-                folder,
-                resume=resume,
-                overwrite=overwrite,
-                progress=not (no_progress or quiet),
-                html=not no_html,
+    with logging_to_stderr(verbose, quiet):
+        config = load_config(config_path)
+        folder = out if out is not None else Path("runs") / config.name
+        if dry_run:
+            plan = plan_experiment(config)
+            rows = [
+                {"cell": cell.id, **describe(cell.params()), "calls": plan.calls[cell.id]}
+                for cell in plan.cells
+            ]
+            shared = describe(plan.cells[0].params())
+            varying = [
+                column
+                for column in shared
+                if column in ("selector", "k") or len({str(row[column]) for row in rows}) > 1
+            ]
+            print_table(rows, ["cell", *varying, "calls"])
+            same = ", ".join(f"{c}={shared[c]}" for c in shared if c not in varying)
+            click.echo(f"\nEvery cell: {same}")
+            click.echo(
+                f"\n{len(plan.cells)} cells × {len(plan.data.eval)} evaluation examples = "
+                f"{plan.predictions} predictions, at most {sum(plan.calls.values())} model "
+                f"calls (pool: {len(plan.data.pool)} examples). Output folder: {folder}"
             )
-    except KeyboardInterrupt:
-        raise click.ClickException(
-            "interrupted; every finished prediction is saved. Re-run the same command to "
-            "continue where it stopped"
-        ) from None
-    except (IclkitError, FileNotFoundError) as error:
-        raise _fail(error) from error
+            return
+        report = run_experiment(
+            config,
+            folder,
+            resume=resume,
+            overwrite=overwrite,
+            progress=not (no_progress or quiet),
+            html=not no_html,
+        )
     _print_summary(report)
 
 
@@ -196,6 +185,7 @@ def run(
 @click.argument("folder", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @click.option("--no-html", is_flag=True, help="Do not write report.html.")
 @_verbosity
+@friendly_errors
 def report(folder: Path, no_html: bool, verbose: int, quiet: bool) -> None:
     """Re-render a run's summary.csv, summary.md, plots and report.html from its results.jsonl.
 
@@ -205,9 +195,6 @@ def report(folder: Path, no_html: bool, verbose: int, quiet: bool) -> None:
     """
     from iclkit.experiment.report import render_report
 
-    try:
-        with logging_to_stderr(verbose, quiet):
-            rendered = render_report(folder, html=not no_html)
-    except IclkitError as error:
-        raise _fail(error) from error
+    with logging_to_stderr(verbose, quiet):
+        rendered = render_report(folder, html=not no_html)
     _print_summary(rendered)

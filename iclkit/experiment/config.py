@@ -13,16 +13,17 @@ cell is a pipeline spec plus the two demonstration ablations, ``label_mode`` and
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
     Discriminator,
     Field,
+    StrictInt,
     Tag,
     ValidationError,
     ValidationInfo,
@@ -36,11 +37,19 @@ from pydantic_core import InitErrorDetails, PydanticCustomError
 from iclkit.errors import ConfigError
 from iclkit.secret_options import redact
 from iclkit.spec import PipelineSpec, label_words
+from iclkit.text_files import short_repr
+from iclkit.yaml_io import load_yaml
 
 LabelMode = Literal["gold", "random", "flipped", "unrelated"]
 LABEL_MODES: tuple[str, ...] = ("gold", "random", "flipped", "unrelated")
 DataFormat = Literal["auto", "jsonl", "csv", "tsv", "hf", "label-text"]
 Metric = Literal["accuracy", "macro_f1"]
+
+#: What ``name:`` may be: it becomes the folder ``runs/<name>``, so no separators or ``..``.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+#: The most cells one grid of ``sweep`` may expand to (before duplicates are merged).
+MAX_CELLS = 100_000
 
 DEFAULT_UNRELATED = ["foo", "bar", "baz", "qux", "quux", "corge", "grault", "garply"]
 
@@ -65,6 +74,8 @@ def _as_list(value: Any) -> Any:
 
 def _resolve(value: Any, info: ValidationInfo) -> Any:
     """Make a relative path relative to the config file's folder (``context['base_dir']``)."""
+    if isinstance(value, str | Path) and "\x00" in str(value):
+        raise ValueError("a path cannot contain a NUL character")
     base = (info.context or {}).get("base_dir")
     if isinstance(value, str | Path) and base is not None and not Path(value).is_absolute():
         return Path(base) / value
@@ -145,11 +156,11 @@ class DataConfig(_Strict):
     output_field: str = "label"
     id_field: str = "id"
     labels: dict[str, str] = Field(min_length=2)
-    pool_slice: tuple[int, int] | None = None
-    eval_slice: tuple[int, int] | None = None
-    pool_size: int | None = Field(default=None, gt=0)
-    eval_size: int | None = Field(default=None, gt=0)
-    subsample_seed: int = Field(default=0, ge=0)
+    pool_slice: tuple[StrictInt, StrictInt] | None = None
+    eval_slice: tuple[StrictInt, StrictInt] | None = None
+    pool_size: StrictInt | None = Field(default=None, gt=0)
+    eval_size: StrictInt | None = Field(default=None, gt=0)
+    subsample_seed: StrictInt = Field(default=0, ge=0)
 
     _paths = field_validator("pool", "eval", "dev", mode="before")(_resolve)
 
@@ -195,7 +206,7 @@ class DataConfig(_Strict):
 class RunConfig(_Strict):
     """How a run proceeds: queries per work unit, and the words of the ``unrelated`` ablation."""
 
-    batch_size: int = Field(default=8, gt=0)
+    batch_size: StrictInt = Field(default=8, gt=0)
     unrelated_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_UNRELATED))
 
 
@@ -208,8 +219,8 @@ class TuneConfig(_Strict):
     """
 
     metric: Metric = "accuracy"
-    dev_size: int = Field(default=200, gt=0)
-    dev_seed: int = Field(default=0, ge=0)
+    dev_size: StrictInt = Field(default=200, gt=0)
+    dev_seed: StrictInt = Field(default=0, ge=0)
 
 
 def _grid(value: Any) -> Any:
@@ -257,6 +268,10 @@ class ExperimentConfig(_Strict):
     pipeline field or a dotted path into one, or an ablation (``label_mode``: gold | random |
     flipped | unrelated; ``permutations: N``: the same demonstrations in N orders).
 
+    ``name`` is also the default output folder ``runs/<name>``: 1 to 100 letters, digits,
+    ``.``, ``_`` or ``-``, starting with a letter or digit. One grid may have at most
+    :data:`MAX_CELLS` cells.
+
     Raises:
         pydantic.ValidationError: from the constructor; :func:`load_config` and
             :func:`validate_config` turn it into one :class:`~iclkit.errors.ConfigError`.
@@ -292,6 +307,16 @@ class ExperimentConfig(_Strict):
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
             yield name, redact(value) if name in ("pipeline", "sweep") else value
+
+    @field_validator("name")
+    @classmethod
+    def _folder_name(cls, value: str) -> str:
+        if not _NAME.fullmatch(value):
+            raise ValueError(
+                "the name is the run's folder (runs/<name>): use 1 to 100 letters, digits, "
+                "'.', '_' or '-', starting with a letter or digit"
+            )
+        return value
 
     def base_spec(self) -> dict[str, Any]:
         """The ``pipeline`` section with the label space: what every cell starts from."""
@@ -330,14 +355,16 @@ def _raw_sweep_problems(data: Mapping[str, Any]) -> list[InitErrorDetails]:
     try:
         labels = label_words(data["data"].get("labels"))
         sweep = [_grid(grid) for grid in _as_list(data.get("sweep", []))]
-        unrelated = dict(data.get("run") or {}).get("unrelated_labels", DEFAULT_UNRELATED)
+        unrelated = dict(data.get("run") or {}).get("unrelated_labels")
     except (ValueError, TypeError, AttributeError):
         return []
+    if not isinstance(unrelated, list):
+        unrelated = DEFAULT_UNRELATED
     pipeline = data.get("pipeline") or {}
     if not isinstance(labels, dict) or not isinstance(pipeline, Mapping):
         return []
     grids = [grid for grid in sweep if isinstance(grid, dict)]
-    return sweep_problems(grids, dict(pipeline), labels, list(unrelated))
+    return sweep_problems(grids, dict(pipeline), labels, [str(word) for word in unrelated])
 
 
 def sweep_problems(
@@ -358,6 +385,16 @@ def sweep_problems(
         return problems
     fields = set(PipelineSpec.model_fields) - {"labels"}
     for number, grid in enumerate(sweep):
+        cells = 1
+        for key, values in grid.items():
+            cells *= values if key == "permutations" and isinstance(values, int) else len(values)
+        if cells > MAX_CELLS:
+            message = (
+                f"this grid has up to {cells:,} cells, more than {MAX_CELLS:,}; split it into "
+                "several configs or list fewer values"
+            )
+            problems.append(_problem(("sweep", number), message, None))
+            continue
         for key, values in grid.items():
             where: tuple[int | str, ...] = ("sweep", number, key)
             if key == "permutations":
@@ -440,7 +477,7 @@ def config_error(
             message = "unknown key; check its spelling against the documented keys"
         line = f"  {_dotted(tuple(problem['loc']), raw)}: {message}"
         if problem["type"] not in ("missing",):
-            line += f" (got {redact(problem['input'])!r})"
+            line += f" (got {short_repr(redact(problem['input']))})"
         lines.append(line)
     count = len(lines)
     return ConfigError(f"{source}: {count} problem(s) in {what}:\n" + "\n".join(lines))
@@ -464,18 +501,13 @@ def validate_config(
 
 
 def load_config(path: str | Path) -> ExperimentConfig:
-    """Read and validate a YAML experiment config (``yaml.safe_load``).
+    """Read and validate a YAML experiment config (see :func:`iclkit.yaml_io.load_yaml`).
 
     Raises:
         FileNotFoundError: if the file does not exist.
-        ConfigError: for YAML syntax errors (with the line) and every invalid key.
+        DataError: if the file is not UTF-8 (naming the line).
+        ConfigError: for YAML syntax errors, duplicate keys or oversized documents (with the
+            line) and every invalid key.
     """
     path = Path(path)
-    text = path.read_text(encoding="utf-8")
-    try:
-        raw = yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        raise ConfigError(f"{where}: not valid YAML: {error}") from None
-    return validate_config(raw, base_dir=path.parent, source=str(path))
+    return validate_config(load_yaml(path), base_dir=path.parent, source=str(path))

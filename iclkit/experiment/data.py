@@ -13,6 +13,7 @@ import numpy as np
 from iclkit.errors import ConfigError, DataError
 from iclkit.experiment.config import DataConfig, HFSource
 from iclkit.pool import Pool
+from iclkit.text_files import utf8_text
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,7 @@ class ExperimentData:
 def _read_label_text(path: Path, config: DataConfig) -> Pool:
     """Read ``LABEL TEXT`` lines (label, one space, then the text), skipping blank lines."""
     records = []
-    with path.open(encoding="utf-8") as handle:
+    with utf8_text(path) as handle:
         for number, line in enumerate(handle, start=1):
             if not line.strip():
                 continue

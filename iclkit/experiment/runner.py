@@ -31,6 +31,7 @@ from iclkit.experiment.ablations import permute, relabel
 from iclkit.experiment.config import ExperimentConfig
 from iclkit.experiment.data import ExperimentData, load_data
 from iclkit.experiment.grid import Cell, context_key, expand_grid, model_calls
+from iclkit.experiment.preflight import check_prompts
 from iclkit.experiment.report import Report, render_report
 from iclkit.experiment.store import ResultsStore
 from iclkit.inference import Prediction
@@ -124,9 +125,11 @@ def plan_experiment(config: ExperimentConfig, data: ExperimentData | None = None
 
     Raises:
         FileNotFoundError: if a data file does not exist.
-        DataError: for malformed data, labels outside the label space or empty inputs.
+        DataError: for malformed data, labels outside the label space, empty inputs, or an
+            example that does not fit the pipeline's formatter.
         ConfigError: if the config has no evaluation set, or a k exceeds the pool.
     """
+    given = data
     if data is None:
         if config.data.source("eval") is None:
             raise ConfigError(
@@ -136,6 +139,7 @@ def plan_experiment(config: ExperimentConfig, data: ExperimentData | None = None
         data = load_data(config.data)
     context = context_key(config, data.fingerprint)
     cells = expand_grid(config, context, len(data.pool))
+    check_prompts(cells, data, "eval" if given is None else "dev")
     calls = {cell.id: model_calls(cell, len(data.eval)) for cell in cells}
     grid_hash = hashlib.sha256(" ".join(sorted(calls)).encode()).hexdigest()[:16]
     units = _units(cells, list(data.eval), config.run.batch_size)
@@ -272,11 +276,13 @@ def run_experiment(
     """Run every unfinished prediction of the grid into ``out`` and render the report.
 
     The same as ``run_plan(plan_experiment(config), out, ...)``; ``html=False`` skips
-    ``report.html``.
+    ``report.html``. Nothing in ``out`` is deleted before the whole plan has been checked
+    against the data.
 
     Raises:
         ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
-            ``overwrite`` is set, or a component option is invalid.
+            ``overwrite`` is set, another run is using ``out``, or a component option is
+            invalid.
         DataError: for bad data (see :func:`plan_experiment`).
         BackendError: if a model backend fails.
     """
@@ -303,7 +309,9 @@ def run_plan(
 
     Each work unit's predictions are appended to ``out/results.jsonl`` in one write; those
     already there are skipped. A progress bar with ETA covers the whole grid. When every unit
-    is done, ``results.jsonl`` is put in plan order (the same file however the run went).
+    is done, ``results.jsonl`` is put in plan order (the same file however the run went). The
+    folder is locked for the run (see :meth:`ResultsStore.lock`): a second run on it stops
+    with a clear error.
 
     Raises:
         ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
@@ -311,21 +319,22 @@ def run_plan(
         BackendError: if a model backend fails.
     """
     store = ResultsStore(out)
-    done = store.open(plan.info(), resume=resume, overwrite=overwrite)
-    pending = [unit for unit in plan.units if any(p not in done for p in unit.pairs())]
-    remaining = sum(sum(p not in done for p in unit.pairs()) for unit in pending)
-    with tqdm(
-        total=plan.predictions,
-        initial=plan.predictions - remaining,
-        unit="pred",
-        desc=plan.config.name,
-        disable=not progress,
-        dynamic_ncols=True,
-    ) as bar:
-        for unit, records in run_units(plan, pending, done):
-            first = plan.cell(unit.cells[0])
-            bar.set_postfix_str(f"{first.selector_name} k={first.k}", refresh=False)
-            store.append(records)
-            bar.update(len(records))
-    store.put_in_order(plan.order)
-    return render_report(store.folder, html=html)
+    with store.lock():
+        done = store.open(plan.info(), resume=resume, overwrite=overwrite)
+        pending = [unit for unit in plan.units if any(p not in done for p in unit.pairs())]
+        remaining = sum(sum(p not in done for p in unit.pairs()) for unit in pending)
+        with tqdm(
+            total=plan.predictions,
+            initial=plan.predictions - remaining,
+            unit="pred",
+            desc=plan.config.name,
+            disable=not progress,
+            dynamic_ncols=True,
+        ) as bar:
+            for unit, records in run_units(plan, pending, done):
+                first = plan.cell(unit.cells[0])
+                bar.set_postfix_str(f"{first.selector_name} k={first.k}", refresh=False)
+                store.append(records)
+                bar.update(len(records))
+        store.put_in_order(plan.order)
+        return render_report(store.folder, html=html)

@@ -5,6 +5,11 @@ Each prediction is one JSON line, appended with a single ``write`` on an ``O_APP
 finished. A line cut short by a kill is removed when the store is opened again. ``run.json``
 (written atomically) names the grid the results belong to, so that a folder holding another
 experiment's results is never silently mixed with this one.
+
+A run holds the folder's lock file (:data:`LOCK`, an OS file lock that the system releases
+when the process ends, however it ends) while it writes, so a second run on the same folder
+is refused instead of computing the same predictions again. Reading counts each (cell,
+query) pair once, the first record written for it, whatever the file holds.
 """
 
 from __future__ import annotations
@@ -12,11 +17,18 @@ from __future__ import annotations
 import json
 import os
 import tempfile
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+from filelock import FileLock, Timeout
+from pydantic import TypeAdapter, ValidationError
+from typing_extensions import TypedDict  # pydantic needs it on Python < 3.12
+
 from iclkit.errors import ConfigError, DataError
+from iclkit.experiment.grid import Cell
+from iclkit.text_files import json_lines, parse_json, read_text
 
 RESULTS = "results.jsonl"
 RUN_INFO = "run.json"
@@ -24,9 +36,81 @@ SUMMARY_CSV = "summary.csv"
 SUMMARY_MD = "summary.md"
 PLOT_K = "accuracy_vs_k.png"
 PLOT_ORDER = "order_sensitivity.png"
+#: The lock file a run holds while it writes (it stays; the lock is the OS's, not the file).
+LOCK = ".iclkit-run.lock"
 REPORT_HTML = "report.html"
 #: Every file a run writes; ``--overwrite`` deletes these and nothing else.
 OUTPUTS = (RESULTS, RUN_INFO, SUMMARY_CSV, SUMMARY_MD, PLOT_K, PLOT_ORDER, REPORT_HTML)
+_FIX = "delete the line, or re-run with --overwrite"
+
+
+class ResultRecord(TypedDict):
+    """What the report reads of a ``results.jsonl`` line (a record holds more)."""
+
+    cell: str
+    query: str
+    gold: str | None
+    prediction: str | None
+    params: dict[str, Any]
+
+
+class CellEntry(TypedDict):
+    """One cell of ``run.json``: its id and parameters."""
+
+    id: str
+    params: dict[str, Any]
+
+
+class RunInfo(TypedDict, total=False):
+    """What the report reads of ``run.json`` (it holds more)."""
+
+    name: str
+    labels: list[str]
+    eval_size: int
+    cells: list[CellEntry]
+
+
+_RECORD = TypeAdapter(ResultRecord)
+_RUN_INFO = TypeAdapter(RunInfo)
+
+
+def _first_problem(error: ValidationError, prefix: tuple[str | int, ...] = ()) -> str:
+    first = error.errors()[0]
+    where = ".".join(str(part) for part in (*prefix, *first["loc"])) or "the value"
+    return f"{where}: {first['msg']}"
+
+
+def _check_shape(adapter: TypeAdapter[Any], value: Any, path: Path, line: int | None) -> None:
+    """Raise a :class:`DataError` naming the first field of ``value`` of the wrong shape.
+
+    Every ``params`` (of a record, or of a ``run.json`` cell) must be a grid
+    :class:`~iclkit.experiment.grid.Cell`'s parameters.
+    """
+    problem = None
+    try:
+        adapter.validate_python(value, strict=True)
+    except ValidationError as error:
+        problem = _first_problem(error)
+    else:
+        if "cell" in value:
+            located: list[tuple[tuple[str | int, ...], Any]] = [(("params",), value["params"])]
+        else:
+            located = [
+                (("cells", i, "params"), c["params"]) for i, c in enumerate(value.get("cells", []))
+            ]
+        for where, params in located:
+            try:
+                Cell.model_validate({**params, "id": ""}, strict=True)
+            except ValidationError as error:
+                problem = _first_problem(error, where)
+                break
+    if problem is not None:
+        raise DataError(
+            f"not what iclkit writes here ({problem})",
+            path=path,
+            line=line,
+            fix=_FIX if line is not None else "re-run with --overwrite",
+        )
 
 
 def write_atomic(path: Path, text: str) -> None:
@@ -85,11 +169,33 @@ class ResultsStore:
         """
         if not self.info_path.exists():
             return None
+        loaded = parse_json(
+            read_text(self.info_path), path=self.info_path, fix="re-run with --overwrite"
+        )
+        _check_shape(_RUN_INFO, loaded, self.info_path, None)
+        return dict(loaded)
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the folder's :data:`LOCK` inside the block (creating the folder if needed).
+
+        Raises:
+            ConfigError: if another run (in this or another process) holds it.
+            OSError: if the folder cannot be created or written.
+        """
+        self.folder.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(self.folder / LOCK, timeout=0)
         try:
-            loaded: dict[str, Any] = json.loads(self.info_path.read_text(encoding="utf-8"))
-        except json.JSONDecodeError as error:
-            raise DataError(f"not valid JSON ({error.msg})", path=self.info_path) from None
-        return loaded
+            lock.acquire()
+        except Timeout:
+            raise ConfigError(
+                f"{self.folder} is in use by another iclkit run (it holds {LOCK}). Fix: wait "
+                "for that run to finish, or choose another --out folder"
+            ) from None
+        try:
+            yield
+        finally:
+            lock.release()
 
     def open(
         self, info: Mapping[str, Any], *, resume: bool = False, overwrite: bool = False
@@ -167,24 +273,21 @@ class ResultsStore:
     def records(self) -> list[dict[str, Any]]:
         """Every complete record in ``results.jsonl``.
 
+        Each (cell, query) pair counts once: a later record of the same pair (a folder written
+        by two runs at once before runs took its lock) is left out. A last line cut short by
+        a kill is left out too.
+
         Raises:
-            DataError: naming the line of a record that is not valid JSON.
+            DataError: naming the line of a record that is not valid JSON or lacks a field.
         """
         if not self.results_path.exists():
             return []
         found = []
-        with self.results_path.open(encoding="utf-8") as stream:
-            for number, line in enumerate(stream, start=1):
-                if not line.endswith("\n"):
-                    break  # cut short by a kill; open() removes it
-                try:
-                    record = json.loads(line)
-                except json.JSONDecodeError as error:
-                    raise DataError(
-                        f"not valid JSON ({error.msg})",
-                        path=self.results_path,
-                        line=number,
-                        fix="delete the line, or re-run with --overwrite",
-                    ) from None
+        seen: set[tuple[str, str]] = set()
+        for number, record in json_lines(self.results_path, fix=_FIX, complete_only=True):
+            _check_shape(_RECORD, record, self.results_path, number)
+            pair = (record["cell"], record["query"])
+            if pair not in seen:
+                seen.add(pair)
                 found.append(record)
         return found

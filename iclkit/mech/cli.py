@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from iclkit.cli_errors import friendly_errors
 from iclkit.mech.checks import CHECKS
 
 
@@ -34,6 +35,7 @@ def _command(name: str) -> click.Command:
         help="Folder for NAME.json and NAME.png.",
     )
     @click.option("--seed", default=0, show_default=True, type=int, help="Random seed.")
+    @friendly_errors
     def command(fast: bool, as_json: bool, out_dir: Path, seed: int) -> None:
         from iclkit.mech.checks import run_check
 

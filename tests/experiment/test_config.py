@@ -1,4 +1,5 @@
 import json
+import re
 from pathlib import Path
 
 import pytest
@@ -188,6 +189,9 @@ def test_csv_and_dataset_folder_inputs(tmp_path, config_dict):
         "output_field": "topic",
         "labels": {"0": "world", "1": "sports", "2": "science"},
     }
+    raw["pipeline"] = {
+        "formatter": {"name": "text", "template": "{title}\n{body}\nTopic: {output}"}
+    }
     data = plan_experiment(validate_config(raw)).data
     assert len(data.pool) == len(data.eval) == 12
     assert data.eval[4].input == {"title": "headline 4", "body": "story 4"}
@@ -204,3 +208,28 @@ def test_unknown_component_options_fail_when_the_config_is_read(config_dict):
     message = str(caught.value)
     assert "  sweep.selector[0]: selector 'mmr'" in message
     assert "'lamda'" in message
+
+
+@pytest.mark.parametrize(
+    ("change", "problem"),
+    [
+        ({"sweep": {"k": True}}, "sweep.k: Input should be a valid integer"),
+        ({"sweep": {"k": 4.0}}, "sweep.k: Input should be a valid integer"),
+        ({"sweep": {"classifier.calibration": True}}, "sweep.classifier.calibration: expected"),
+        ({"run": {"batch_size": "8"}}, "run.batch_size: Input should be a valid integer"),
+        (
+            {"data": {"labels": {"negative": None, "positive": "positive"}}},
+            "labels and their words must be text or integers, got None",
+        ),
+        ({"data": {"labels": [True, False]}}, "must be text or integers, got True"),
+        ({"data": {"labels": [[], "x"]}}, "must be text or integers, got []"),
+        ({"sweep": {"selector": []}}, "sweep.selector: an empty list sweeps nothing"),
+        ({"pipeline": {"k": "4"}}, "pipeline.k: Input should be a valid integer"),
+    ],
+)
+def test_config_values_are_not_silently_coerced(config_dict, change, problem):
+    raw = config_dict()
+    for section, values in change.items():
+        raw[section] = {**raw[section], **values} if isinstance(raw[section], dict) else values
+    with pytest.raises(ConfigError, match=re.escape(problem)):
+        validate_config(raw)

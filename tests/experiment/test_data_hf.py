@@ -66,6 +66,7 @@ def test_one_split_for_pool_and_eval_with_slices(files, config_dict, write_yaml)
         pool_slice=[0, 10],
         eval_slice=[10, 16],
     )
+    raw["pipeline"]["formatter"] = {"name": "text", "template": "Review: {input}\nLabel: {output}"}
     plan = plan_experiment(load_config(write_yaml(files, raw)))
     assert [e.id for e in plan.data.pool] == [str(i) for i in range(10)]
     assert [e.id for e in plan.data.eval] == [str(i) for i in range(10, 16)]

@@ -319,8 +319,12 @@ def test_killed_and_interrupted_runs_resume_without_loss_or_duplicates(
     with _iclkit_run(path, out, log) as process:
         assert process.wait(PATIENCE) == 0, log.read_text()
     records = _records(out)
-    assert len(records) == total
     counts = Counter((r["cell"], r["query"]) for r in records)
+    print(
+        f"SIGKILL after {after_kill} of {total} predictions, Ctrl-C after {after_interrupt}; "
+        f"resumed to {len(records)} records, {sum(c - 1 for c in counts.values())} duplicated"
+    )
+    assert len(records) == total
     assert max(counts.values()) == 1
     _assert_same_predictions(records, expected)
 

@@ -39,7 +39,7 @@ def test_defaults_and_label_lists():
         ({"k": -1}, "k: Input should be greater than or equal to 0"),
         ({"classifier": {"method": "generate", "calibration": "contextual"}}, "generate"),
         ({"labels": {"a": "x", "b": "x"}}, "share a verbalization"),
-        ({"labels": {"a": "x", "b": None}}, "empty verbalization"),
+        ({"labels": {"a": "x", "b": None}}, "must be text or integers, got None"),
     ],
 )
 def test_bad_specs_name_the_field(change, fragment):
