@@ -39,7 +39,8 @@ def tune(
     The grid runs on data.dev, or on tune.dev_size examples carved from the pool (they are
     then never demonstrations). data.eval is never read: evaluation labels cannot influence
     the choice. Pipelines are ranked by the metric, ties going to fewer prompt tokens per
-    query. The winner is fitted on the whole pool and saved to OUT/model; the ranking goes to
+    query. The winner, fitted on the pool it was measured with, is saved to OUT/model; the
+    ranking goes to
     OUT/leaderboard.csv and .md, the dev-set run to OUT/grid. Re-running continues an
     interrupted grid.
 
@@ -97,6 +98,14 @@ def _prediction_line(query: Any, prediction: Any, as_json: bool) -> str:
     help="A .jsonl, .csv or .tsv file of inputs (the model's input fields; a label optional).",
 )
 @click.option(
+    "--format",
+    "file_format",
+    type=click.Choice(["auto", "label-text"]),
+    default="auto",
+    show_default=True,
+    help="The --input file's format: by its suffix (.jsonl, .csv, .tsv), or LABEL TEXT lines.",
+)
+@click.option(
     "--output",
     "output_path",
     type=click.Path(dir_okay=False, path_type=Path),
@@ -110,6 +119,7 @@ def predict(
     model_dir: Path,
     texts: tuple[str, ...],
     input_path: Path | None,
+    file_format: str,
     output_path: Path | None,
     as_json: bool,
     api_key_env: str | None,
@@ -125,6 +135,7 @@ def predict(
     Examples:
       iclkit predict --model runs/sst2-tune/model --text "dull and far too long"
       iclkit predict --model runs/sst2-tune/model --input reviews.jsonl --output out.jsonl
+      iclkit predict --model runs/sst2-tune/model --input stsa.binary.dev --format label-text
     """
     import os
 
@@ -143,7 +154,7 @@ def predict(
         secrets["api_key"] = os.environ[api_key_env]
     classifier = ICLClassifier.load(model_dir, **secrets)
     if input_path is not None:
-        queries = read_queries(input_path, classifier.pool_.field_map)
+        queries = read_queries(input_path, classifier.pool_.field_map, file_format)
     else:
         queries = [classifier.pool_.to_query(text) for text in texts]
         queries = [q.model_copy(update={"id": f"text-{n}"}) for n, q in enumerate(queries, 1)]

@@ -62,12 +62,40 @@ def _csv_rows(path: Path, delimiter: str) -> Iterator[tuple[int, Mapping[str, An
         csv.field_size_limit(limit)
 
 
-def _file_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+def label_text_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
+    """The numbered ``{"label", "text"}`` records of a ``LABEL TEXT`` line file.
+
+    A line is a label, one space, then the text (the SST-2 files of Zhao et al. 2021); blank
+    lines are skipped.
+
+    Raises:
+        DataError: naming the line that has no text after its label.
+    """
+    with utf8_text(path) as handle:
+        for number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            label, _, text = line.rstrip("\n").partition(" ")
+            if not text.strip():
+                raise DataError(
+                    "expected 'LABEL TEXT' (a label, a space, then the text)",
+                    path=path,
+                    line=number,
+                    fix="write one labelled example per line",
+                )
+            yield number, {"label": label, "text": text}
+
+
+def _file_rows(path: Path, file_format: str = "auto") -> Iterator[tuple[int, Mapping[str, Any]]]:
     """The numbered records of a ``.jsonl``/``.json``/``.ndjson``, ``.csv`` or ``.tsv`` file.
+
+    ``file_format="label-text"`` reads ``LABEL TEXT`` lines whatever the suffix.
 
     Raises:
         DataError: for another suffix, or a malformed line.
     """
+    if file_format == "label-text":
+        return label_text_rows(path)
     suffix = path.suffix.lower()
     if suffix in (".jsonl", ".json", ".ndjson"):
         return _jsonl_rows(path)
@@ -80,8 +108,10 @@ def _file_rows(path: Path) -> Iterator[tuple[int, Mapping[str, Any]]]:
     )
 
 
-def read_queries(path: str | Path, field_map: FieldMap) -> list[Example]:
+def read_queries(path: str | Path, field_map: FieldMap, file_format: str = "auto") -> list[Example]:
     """Read queries to predict from a ``.jsonl``, ``.csv`` or ``.tsv`` file (labels optional).
+
+    ``file_format="label-text"`` reads ``LABEL TEXT`` lines (fields ``label`` and ``text``).
 
     Records are read through ``field_map``; a record's label, when it has one, is kept as the
     query's gold output. Rows without an id get ``row-N`` (their line number).
@@ -94,7 +124,7 @@ def read_queries(path: str | Path, field_map: FieldMap) -> list[Example]:
     if not path.is_file():
         raise FileNotFoundError(f"{path}: no such file")
     queries = []
-    for number, record in _file_rows(path):
+    for number, record in _file_rows(path, file_format):
         example = field_map.to_example(
             record, where=(str(path), number, "line"), require_output=False
         )

@@ -5,8 +5,9 @@ The grid of an experiment config runs on a dev set: ``data.dev`` when given, oth
 demonstrations). ``data.eval`` is never read, so the evaluation labels cannot influence the
 choice. The pipelines are ranked by ``tune.metric`` (accuracy or macro-F1), ties going to the
 one with fewer prompt tokens per query, then to the earlier cell of the grid. The winner is
-fitted on the whole pool (dev examples included) and saved as an
-:class:`~iclkit.classifier.ICLClassifier` folder.
+saved as an :class:`~iclkit.classifier.ICLClassifier` folder fitted on the pool it was measured
+with (the dev examples stay out), so that the saved classifier is exactly the pipeline that
+won: a seeded random demonstration set, for one, would be drawn differently from another pool.
 
 Output folder::
 
@@ -27,7 +28,7 @@ from typing import Any
 
 from iclkit.errors import ConfigError
 from iclkit.experiment.config import ExperimentConfig
-from iclkit.experiment.data import load_dev_data, load_pool
+from iclkit.experiment.data import load_dev_data
 from iclkit.experiment.grid import Cell
 from iclkit.experiment.report import markdown_table
 from iclkit.experiment.runner import plan_experiment, run_plan
@@ -119,7 +120,7 @@ def tune(
     )
     table = markdown_table(ranked, LEADERBOARD_COLUMNS)
     write_atomic(out / "leaderboard.md", title + table + note)
-    classifier = ICLClassifier.from_spec(winner).fit(load_pool(config.data))
+    classifier = ICLClassifier.from_spec(winner).fit(data.pool)
     model = classifier.save(out / "model")
     files = [out / "leaderboard.csv", out / "leaderboard.md", model]
     return TuneResult(leaderboard=ranked, winner=winner, model=model, files=files)

@@ -12,8 +12,7 @@ import numpy as np
 
 from iclkit.errors import ConfigError, DataError
 from iclkit.experiment.config import DataConfig, HFSource
-from iclkit.pool import Pool
-from iclkit.text_files import utf8_text
+from iclkit.pool import Pool, label_text_rows
 
 
 @dataclass(frozen=True)
@@ -30,23 +29,9 @@ class ExperimentData:
 
 
 def _read_label_text(path: Path, config: DataConfig) -> Pool:
-    """Read ``LABEL TEXT`` lines (label, one space, then the text), skipping blank lines."""
-    records = []
-    with utf8_text(path) as handle:
-        for number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            label, _, text = line.rstrip("\n").partition(" ")
-            if not text.strip():
-                raise DataError(
-                    "expected 'LABEL TEXT' (a label, a space, then the text)",
-                    path=path,
-                    line=number,
-                    fix="write one labelled example per line",
-                )
-            records.append({"label": label, "text": text})
+    """Read ``LABEL TEXT`` lines (see :func:`iclkit.pool.label_text_rows`)."""
     return Pool.from_records(
-        records,
+        [record for _, record in label_text_rows(path)],
         input_fields=config.input_fields,
         output_field=config.output_field,
         id_field=config.id_field,

@@ -69,7 +69,7 @@ def test_tune_saves_the_dev_winner_and_evaluation_labels_cannot_change_it(
     assert model.spec_.k == int(winner["k"])
     if model.spec_.k:
         assert model.spec_.selector["name"] == winner["selector"]
-    assert len(model.pool_) == 200  # fitted on the whole pool, dev examples included
+    assert len(model.pool_) == 200 - 6  # the pool the winner was measured with, no dev example
     # The evaluation set is never read: other evaluation labels, or none, change nothing.
     flipped = tmp_path / "flipped.jsonl"
     rows = [json.loads(line) for line in open(raw["data"]["eval"])]
