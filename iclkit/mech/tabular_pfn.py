@@ -120,7 +120,7 @@ def _mlp(
     if pool.shape[1] < d + 1:
         pool = torch.cat([pool, torch.randn(n, d + 1 - pool.shape[1], generator=generator)], 1)
     order = torch.randperm(pool.shape[1], generator=generator)
-    x, target = pool[:, order[:d]], pool[:, order[d]]
+    x, target = pool[:, order[:d]], pool[:, order[d]].contiguous()
     return x, _cut(target, n_classes, generator)
 
 

@@ -1,0 +1,66 @@
+"""label-anchors: information flow through label words on SST-2 with Gemma (Wang et al. 2023)."""
+
+import json
+
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from iclkit.mech.checks import run_check  # noqa: E402
+from iclkit.mech.label_anchors import (  # noqa: E402
+    FAST,
+    Prompt,
+    flows,
+    isolation_mask,
+    random_positions,
+)
+
+
+def test_flows_average_the_three_kinds_of_pairs():
+    # positions: 0 BOS, 1 text, 2 label word, 3 text, 4 target
+    saliency = torch.zeros(6, 6)  # one padding position after the target
+    saliency[2, 1] = 6.0  # text -> label word
+    saliency[2, 0] = 100.0  # BOS is left out
+    saliency[4, 2] = 3.0  # label word -> target
+    saliency[3, 1] = 2.0  # other pairs: (3,1) (3,2) (4,1) (4,3)
+    saliency[4, 3] = 2.0
+    saliency[2, 2] = saliency[5, 4] = 50.0  # self-attention and padding are ignored
+    s_wp, s_pq, s_ww = flows(saliency, [2], 4).tolist()
+    assert (s_wp, s_pq, s_ww) == (6.0, 3.0, 1.0)
+
+
+def test_isolation_mask_and_random_positions():
+    mask = isolation_mask([[3], [1, 4]], 6)
+    assert mask.shape == (2, 1, 6, 6)
+    assert mask[0, 0].nonzero().tolist() == [[3, 0], [3, 1], [3, 2]]
+    assert mask[1, 0].sum() == 1 + 4
+    prompt = Prompt(ids=list(range(30)), label_positions=[8, 17], label=1)
+    picks = random_positions(prompt, torch.Generator().manual_seed(0))
+    assert len(picks) == 2 and not set(picks) & {0, 8, 17, 28, 29}
+
+
+@pytest.mark.slow
+def test_label_anchors_fast_variant(tmp_path, shared_data, monkeypatch):
+    monkeypatch.setenv("ICLKIT_SHARED_DATA", str(shared_data))
+    torch.set_num_threads(1)
+    report = run_check("label-anchors", fast=True, out_dir=tmp_path)
+    assert (tmp_path / "label-anchors.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "label-anchors.json").read_text())
+    shares = saved["series"]["shares"]
+    assert len(shares["S_wp"]) == 18
+    for layer in range(18):
+        assert sum(shares[name][layer] for name in ("S_wp", "S_pq", "S_ww")) == pytest.approx(1)
+    # Wang et al.'s two flows: text -> label words dominates the first layers, label words ->
+    # target the last ones
+    first = report.figure("shallow layers (first 6): share S_wp")
+    assert first.passed and first.measured > 0.5
+    last = report.figure("deep layers (last 6): share S_pq")
+    assert last.passed and last.measured > 0.8
+    # isolating label words in the first layers changes more than in the last layers, and
+    # changes the top words far more than isolating as many random tokens
+    assert report.figure("label loyalty: first-layer isolation < last-layer isolation").passed
+    label_first = report.figure("label words, first layers: word loyalty").measured
+    random_first = report.figure("random tokens, first layers: word loyalty").measured
+    assert label_first < random_first - 0.3
+    assert report.figure("label words, last layers: label loyalty").measured >= 0.9
+    assert len(report.series["loyalty"]) == 4 and FAST.n_queries == 32
