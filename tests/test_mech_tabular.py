@@ -56,6 +56,7 @@ def test_predict_proba_and_real_table_splits():
     x, y = load_table("breast cancer")
     data = split(x, y, 20, seed=3)
     assert data.x_train.shape == (20, MAX_FEATURES) and data.x_test.shape == (549, MAX_FEATURES)
+    assert split(x, y, 12, seed=3).x_train.shape == (12, 6)
     assert set(data.y_train.tolist()) == {0, 1}
     np.testing.assert_allclose(data.x_train.mean(0), 0, atol=1e-9)
     iris = split(*load_table("iris"), 10, seed=0)

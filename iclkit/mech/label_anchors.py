@@ -120,6 +120,13 @@ def _batch(prompts: list[Prompt], pad: int) -> tuple[torch.Tensor, torch.Tensor]
     return ids, torch.tensor([len(p.ids) - 1 for p in prompts])
 
 
+def _target_logits(model: Any, ids: torch.Tensor, last: torch.Tensor) -> torch.Tensor:
+    """Next-token logits at each row's last position (batch, vocab), unembedding only those."""
+    keep = torch.unique(last)
+    logits: torch.Tensor = model(ids, logits_to_keep=keep).logits
+    return logits[torch.arange(len(last)), torch.searchsorted(keep, last)]
+
+
 def isolation_mask(positions: list[list[int]], width: int) -> torch.Tensor:
     """(batch, 1, width, width), True where a listed position's score on an earlier key is cut."""
     mask = torch.zeros(len(positions), 1, width, width, dtype=torch.bool)
@@ -177,8 +184,7 @@ def run_prompts(
             mask = isolation_mask(blocked[start : start + batch_size], ids.shape[1])
             patches = {f"blocks.{i}.attn.hook_attn_scores": _isolating(mask) for i in layers}
         with torch.no_grad(), patch(model, patches):
-            logits = model(ids).logits
-        target = logits[torch.arange(len(chunk)), last]
+            target = _target_logits(model, ids, last)
         predictions += target[:, label_ids].argmax(-1).tolist()
         top5 += [set(row.tolist()) for row in target.topk(5, dim=-1).indices]
     return Outcome(predictions, top5)
@@ -208,7 +214,7 @@ def saliency_flows(
         leaves: dict[int, torch.Tensor] = {}
         hooks = {f"blocks.{i}.attn.hook_pattern": _leaf(leaves, i) for i in range(n_layers)}
         with patch(model, hooks):
-            logits = model(ids).logits[torch.arange(len(chunk)), last][:, label_ids]
+            logits = _target_logits(model, ids, last)[:, label_ids]
         gold = torch.tensor([p.label for p in chunk])
         loss = torch.nn.functional.cross_entropy(logits, gold, reduction="sum")
         loss.backward()  # type: ignore[no-untyped-call]

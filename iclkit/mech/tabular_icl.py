@@ -12,7 +12,8 @@ the bundled Gemma 3 270M doing ICL on the rows written as text (``PromptBuilder`
 Each table is split per seed into a stratified sample of ``n`` training rows and the rest as
 test rows; the features are standardised with the training rows' statistics and, for tables
 with more than ten features (wine: 13, breast cancer: 30), projected on the training rows'
-first principal components (at most ten, and fewer than ``n``).
+first principal components (at most ten, and at most half the training rows: directions that
+few rows cannot estimate are noise, which per-feature standardisation would blow up).
 """
 
 from __future__ import annotations
@@ -57,7 +58,7 @@ class Setting(BaseModel):
     seeds: int = Field(10, ge=1)
     gemma_rows: tuple[int, ...] = (10, 20, 50, 100)
     gemma_seeds: int = Field(3, ge=0)
-    gemma_queries: int = Field(30, ge=1)
+    gemma_queries: int = Field(20, ge=1)
     gemma_k: int = Field(16, ge=1)
 
 
@@ -104,7 +105,7 @@ def split(x: Array, y: npt.NDArray[np.int64], n_train: int, seed: int) -> Split:
 
     Features are standardised with the training rows' mean and deviation and, above
     MAX_FEATURES of them, projected on the training rows' first principal components (at most
-    MAX_FEATURES and fewer than ``n_train``).
+    MAX_FEATURES and at most ``n_train // 2``).
     """
     from sklearn.decomposition import PCA
     from sklearn.model_selection import train_test_split
@@ -116,7 +117,7 @@ def split(x: Array, y: npt.NDArray[np.int64], n_train: int, seed: int) -> Split:
     scaler = StandardScaler().fit(x_train)
     x_train, x_test = scaler.transform(x_train), scaler.transform(x_test)
     if x.shape[1] > MAX_FEATURES:
-        pca = PCA(min(MAX_FEATURES, n_train - 1), random_state=seed).fit(x_train)
+        pca = PCA(min(MAX_FEATURES, n_train // 2), random_state=seed).fit(x_train)
         x_train, x_test = pca.transform(x_train), pca.transform(x_test)
     return Split(x_train, y_train, x_test, y_test)
 
@@ -249,8 +250,8 @@ def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> Ch
                 name=f"n={n}: logistic regression − network (points, mean of 3 tables)",
                 measured=100 * gap,
                 paper="≤ 0: parity or better vs tuned baselines (Hollmann et al. 2023)",
-                target="≤ 3",
-                passed=100 * gap <= 3,
+                target="≤ 3 (full variant)",
+                passed=100 * gap <= 3 if not fast else None,
             )
         )
     for n in setting.rows:
@@ -293,7 +294,8 @@ def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> Ch
             f"({train_wall:.0f} s wall), one thread",
             f"tables: {', '.join(TABLES)} (scikit-learn); {setting.seeds} stratified splits per "
             f"row count {list(setting.rows)}, all other rows are test rows; features "
-            "standardised on the training rows, PCA to ≤ 10 for wine and breast cancer",
+            "standardised on the training rows, PCA to ≤ min(10, n/2) components for wine "
+            "and breast cancer",
             "baselines: LogisticRegression (C=1), 5-NN, RandomForest (200 trees), majority; "
             "the network: 8-pass ensemble over feature slots and class ids",
             f"Gemma: rows as text ('0.5 -1.2 …'), labels A/B/C, k={setting.gemma_k} demonstrations "
@@ -322,6 +324,8 @@ def plot(report: CheckReport, path: Path) -> Path:
             if points:
                 axis.plot(*zip(*points, strict=True), style, ms=4, label=method)
         axis.set_xscale("log")
+        axis.set_xticks(report.series["rows"], [str(n) for n in report.series["rows"]])
+        axis.minorticks_off()
         axis.set_xlabel("training rows")
         axis.set_title("mean of 3 tables" if panel == "mean" else panel, fontsize=9)
         axis.set_ylim(0.3, 1.0)
