@@ -64,3 +64,8 @@ def test_label_anchors_fast_variant(tmp_path, shared_data, monkeypatch):
     assert label_first < random_first - 0.3
     assert report.figure("label words, last layers: label loyalty").measured >= 0.9
     assert len(report.series["loyalty"]) == 4 and FAST.n_queries == 32
+    # the saliency pass froze the shared model's parameters only while it ran
+    from iclkit.bundled_models import load_causal_lm
+
+    model, _ = load_causal_lm(None, device="cpu")
+    assert all(parameter.requires_grad for parameter in model.parameters())

@@ -23,6 +23,8 @@ the prompt, and isolating it changes nothing (it has no earlier token).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -206,25 +208,45 @@ def saliency_flows(
     """Mean S_wp, S_pq, S_ww per layer over ``prompts``: (layers, 3)."""
     n_layers = model.config.num_hidden_layers
     totals = torch.zeros(n_layers, 3)
-    for parameter in model.parameters():
-        parameter.requires_grad_(False)
-    for start in tqdm(range(0, len(prompts), batch_size), desc="saliency", leave=False):
-        chunk = prompts[start : start + batch_size]
-        ids, last = _batch(chunk, pad)
-        leaves: dict[int, torch.Tensor] = {}
-        hooks = {f"blocks.{i}.attn.hook_pattern": _leaf(leaves, i) for i in range(n_layers)}
-        with patch(model, hooks):
-            logits = _target_logits(model, ids, last)[:, label_ids]
-        gold = torch.tensor([p.label for p in chunk])
-        loss = torch.nn.functional.cross_entropy(logits, gold, reduction="sum")
-        loss.backward()  # type: ignore[no-untyped-call]
-        for layer in range(n_layers):
-            pattern = leaves[layer]
-            assert pattern.grad is not None  # every layer's pattern feeds the logits
-            saliency = (pattern * pattern.grad).sum(1).abs()  # (batch, q, k)
-            for row, prompt in enumerate(chunk):
-                totals[layer] += flows(saliency[row], prompt.label_positions, int(last[row]))
+    with _frozen(model):
+        for start in tqdm(range(0, len(prompts), batch_size), desc="saliency", leave=False):
+            chunk = prompts[start : start + batch_size]
+            totals += _chunk_flows(model, chunk, label_ids, pad)
     return totals / len(prompts)
+
+
+@contextmanager
+def _frozen(model: Any) -> Iterator[None]:
+    """Parameters without gradients inside the block (only the patched patterns get them)."""
+    flags = [(parameter, parameter.requires_grad) for parameter in model.parameters()]
+    try:
+        for parameter, _ in flags:
+            parameter.requires_grad_(False)
+        yield
+    finally:
+        for parameter, flag in flags:
+            parameter.requires_grad_(flag)
+
+
+def _chunk_flows(model: Any, chunk: list[Prompt], label_ids: list[int], pad: int) -> torch.Tensor:
+    """Summed S_wp, S_pq, S_ww per layer of a batch of prompts: (layers, 3)."""
+    n_layers = model.config.num_hidden_layers
+    totals = torch.zeros(n_layers, 3)
+    ids, last = _batch(chunk, pad)
+    leaves: dict[int, torch.Tensor] = {}
+    hooks = {f"blocks.{i}.attn.hook_pattern": _leaf(leaves, i) for i in range(n_layers)}
+    with patch(model, hooks):
+        logits = _target_logits(model, ids, last)[:, label_ids]
+    gold = torch.tensor([p.label for p in chunk])
+    loss = torch.nn.functional.cross_entropy(logits, gold, reduction="sum")
+    loss.backward()  # type: ignore[no-untyped-call]
+    for layer in range(n_layers):
+        pattern = leaves[layer]
+        assert pattern.grad is not None  # every layer's pattern feeds the logits
+        saliency = (pattern * pattern.grad).sum(1).abs()  # (batch, q, k)
+        for row, prompt in enumerate(chunk):
+            totals[layer] += flows(saliency[row], prompt.label_positions, int(last[row]))
+    return totals
 
 
 def flows(saliency: torch.Tensor, label_positions: list[int], target: int) -> torch.Tensor:
