@@ -6,7 +6,9 @@ import pytest
 
 torch = pytest.importorskip("torch")
 
-from iclkit.mech.checks import run_check  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from iclkit.cli import main  # noqa: E402
 from iclkit.mech.label_anchors import (  # noqa: E402
     FAST,
     Prompt,
@@ -14,6 +16,7 @@ from iclkit.mech.label_anchors import (  # noqa: E402
     isolation_mask,
     random_positions,
 )
+from iclkit.mech.report import CheckReport  # noqa: E402
 
 
 def test_flows_average_the_three_kinds_of_pairs():
@@ -43,8 +46,12 @@ def test_isolation_mask_and_random_positions():
 def test_label_anchors_fast_variant(tmp_path, shared_data, monkeypatch):
     monkeypatch.setenv("ICLKIT_SHARED_DATA", str(shared_data))
     torch.set_num_threads(1)
-    report = run_check("label-anchors", fast=True, out_dir=tmp_path)
-    assert (tmp_path / "label-anchors.png").stat().st_size > 0
+    args = ["mech", "label-anchors", "--fast", "--json", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = CheckReport.model_validate_json(result.stdout)
+    assert report.fast and report.check == "label-anchors"
+    assert (tmp_path / "label-anchors.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "label-anchors.json").read_text())
     shares = saved["series"]["shares"]
     assert len(shares["S_wp"]) == 18

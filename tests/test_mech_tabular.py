@@ -8,7 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("sklearn")
 
-from iclkit.mech.checks import run_check  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from iclkit.cli import main  # noqa: E402
+from iclkit.mech.report import CheckReport  # noqa: E402
 from iclkit.mech.tabular_icl import FAST, TABLES, load_table, serialise, split  # noqa: E402
 from iclkit.mech.tabular_pfn import (  # noqa: E402
     MAX_CLASSES,
@@ -80,8 +83,12 @@ def test_predict_proba_and_real_table_splits():
 @pytest.mark.slow
 def test_tabular_icl_fast_variant(tmp_path):
     torch.set_num_threads(1)
-    report = run_check("tabular-icl", fast=True, out_dir=tmp_path)
-    assert (tmp_path / "tabular-icl.png").stat().st_size > 0
+    args = ["mech", "tabular-icl", "--fast", "--json", "--out", str(tmp_path)]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    report = CheckReport.model_validate_json(result.stdout)
+    assert report.fast and report.check == "tabular-icl"
+    assert (tmp_path / "tabular-icl.png").read_bytes()[:4] == b"\x89PNG"
     saved = json.loads((tmp_path / "tabular-icl.json").read_text())
     assert saved["check"] == "tabular-icl" and saved["series"]["rows"] == list(FAST.rows)
     for n in FAST.rows:
