@@ -243,7 +243,7 @@ def _chunk_flows(model: Any, chunk: list[Prompt], label_ids: list[int], pad: int
     for layer in range(n_layers):
         pattern = leaves[layer]
         assert pattern.grad is not None  # every layer's pattern feeds the logits
-        saliency = (pattern * pattern.grad).sum(1).abs()  # (batch, q, k)
+        saliency = (pattern.detach() * pattern.grad).sum(1).abs()  # (batch, q, k)
         for row, prompt in enumerate(chunk):
             totals[layer] += flows(saliency[row], prompt.label_positions, int(last[row]))
     return totals
@@ -433,16 +433,17 @@ def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> Ch
 
 def plot(report: CheckReport, path: Path) -> Path:
     """Saliency shares per layer and loyalty under isolation; return the path."""
-    fig, (flow_axis, bars) = new_figure(2, width=4.6)
+    fig, (flow_axis, bars) = new_figure(2, width=5.0)
     shares = report.series["shares"]
     layers = list(range(len(shares["S_wp"])))
     labels = {"S_wp": "text → label words", "S_pq": "label words → target", "S_ww": "other"}
     for name, label in labels.items():
         flow_axis.plot(layers, shares[name], "o-", ms=3, label=f"{name}: {label}")
+    flow_axis.set_xticks(layers[::2])
     flow_axis.set_xlabel("layer")
     flow_axis.set_ylabel("share of saliency")
     flow_axis.set_title("information flow (Wang et al. Fig. 3 setting)", fontsize=9)
-    flow_axis.legend(fontsize=7)
+    flow_axis.legend(fontsize=7, loc="center right")
     loyalty = report.series["loyalty"]
     keys = list(loyalty)
     positions = range(len(keys))
@@ -460,7 +461,7 @@ def plot(report: CheckReport, path: Path) -> Path:
         label="word loyalty",
     )
     bars.set_xticks(list(positions))
-    bars.set_xticklabels([k.replace(", ", "\n") for k in keys], fontsize=7)
+    bars.set_xticklabels([k.replace(", ", "\n") for k in keys], fontsize=6.5)
     bars.set_ylim(0, 1.05)
     bars.set_title("isolation (paper: label words in first layers ≪ rest)", fontsize=9)
     bars.legend(fontsize=7)
