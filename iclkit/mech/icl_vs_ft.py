@@ -431,7 +431,7 @@ def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> Ch
     paper_accuracy = "ZSL < FT < ICL (paper's models)"
     figures = []
     for key in results[0].metrics:
-        values = torch.tensor([result.metrics[key] for result in results])
+        values = torch.tensor([r.metrics[key] for r in results], dtype=torch.float64)
         figure = Figure(
             name=key,
             measured=float(values.mean()),
