@@ -330,5 +330,6 @@ def plot(report: CheckReport, path: Path) -> Path:
         axis.set_title("mean of 3 tables" if panel == "mean" else panel, fontsize=9)
         axis.set_ylim(0.3, 1.0)
     axes[0].set_ylabel("test accuracy")
-    axes[0].legend(fontsize=6)
+    handles, labels = axes[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="upper center", bbox_to_anchor=(0.5, -0.06), ncol=6, fontsize=8)
     return save_png(fig, path)
