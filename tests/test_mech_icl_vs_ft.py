@@ -25,7 +25,8 @@ def test_icl_vs_ft_fast_variant(tmp_path, shared_data, monkeypatch):
     # the FT learning rate is one of the grid's, picked on held-out dev examples
     lr = report.figure("FT learning rate")
     assert lr.passed and lr.measured in FAST.lrs
-    assert report.series["lr search"]["lr"] == sorted(FAST.lrs)
+    assert report.series["lr search"][0]["lr"] == sorted(FAST.lrs)
+    assert len(report.series["per set"]) == FAST.n_sets == 1
     # at that rate FT really moves the model: it changes predictions and helps some queries
     assert report.figure("FT changed predictions (share)").measured > 0
     assert report.figure("FT-helped queries").measured >= 1
@@ -37,3 +38,8 @@ def test_icl_vs_ft_fast_variant(tmp_path, shared_data, monkeypatch):
     simaou = report.figure("SimAOU (mean over layers)").measured
     random = report.figure("SimAOU random (mean over layers)").measured
     assert simaou > abs(random) + 0.1
+    # the post-softmax SimAM variant is reported beside the pre-softmax one
+    for when in ("before", "after"):
+        post = report.figure(f"SimAM {when} (post-softmax) (mean over layers)").measured
+        assert -1.0 <= post <= 1.0
+        assert len(report.series[f"SimAM {when} (post-softmax)"]) == 18

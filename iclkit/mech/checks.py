@@ -35,6 +35,14 @@ CHECKS: dict[str, tuple[str, str]] = {
         "iclkit.mech.icl_vs_ft",
         "ICL vs fine-tuning of attention K/V on SST-2 with Gemma 3 270M (Dai et al. 2023).",
     ),
+    "tabular-icl": (
+        "iclkit.mech.tabular_icl",
+        "A prior-fitted transformer classifies small real tables in context (TabPFN-style).",
+    ),
+    "label-anchors": (
+        "iclkit.mech.label_anchors",
+        "Label words as anchors: saliency flows and isolation on SST-2, Gemma (Wang et al.).",
+    ),
 }
 """Check name → (module with ``run(fast, seed)`` and ``plot(report, path)``, one-line summary)."""
 

@@ -1,4 +1,4 @@
-"""Hook points: read a transformer's internal activations by stable, TransformerLens-style names.
+"""Hook points: read and patch a transformer's internal activations by stable names.
 
 The same names work on any local Hugging Face causal LM whose attention goes through
 transformers' attention interface (Gemma, Llama, Qwen, Mistral, ...) and on
@@ -21,21 +21,37 @@ transformers' attention interface (Gemma, Llama, Qwen, Mistral, ...) and on
 ``blocks.{l}.hook_resid_post``     residual stream leaving the layer (batch, pos, d_model)
 =================================  ====================================================
 
-Usage::
+Reading::
 
     with capture(model, ["blocks.3.attn.hook_pattern"]) as cache:
         model(input_ids)
     pattern = cache["blocks.3.attn.hook_pattern"]
 
-Reading is all hooks do: the model's outputs are unchanged (the tests check it). On a Hugging
-Face model the attention is computed, during the capture only, by an eager implementation
-registered with transformers' attention interface, which records the tensors above.
+Writing (activation patching): each function receives the activation and returns the tensor
+that replaces it, of the same shape; adding to an activation is returning ``x + delta``::
+
+    def block_label(scores):
+        scores = scores.clone()
+        scores[:, :, 7, :7] = float("-inf")  # position 7 attends to itself only
+        return scores
+
+    with patch(model, {"blocks.0.attn.hook_attn_scores": block_label}):
+        logits = model(input_ids).logits
+
+A patch at ``hook_attn_scores`` changes the softmax that follows it, one at ``hook_pattern``
+the weighted sum, one at ``hook_q``/``hook_k``/``hook_v`` the scores and outputs computed
+from them. Gradients flow through patched activations. Reading leaves the model's outputs
+unchanged and an identity patch does too (the tests check both); everything is undone when
+the ``with`` block ends, also on an exception. Nested blocks apply their functions in the
+order the blocks were entered, so a capture inside a patch records the patched activation.
+On a Hugging Face model the attention is computed, during the block only, by an eager
+implementation registered with transformers' attention interface, which applies the hooks.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from typing import Any
 
@@ -65,6 +81,8 @@ _ATTENTION_MODULE_NAMES = ("self_attn", "attn", "attention", "self_attention")
 _NAME = re.compile(r"^blocks\.(\d+)\.(.+)$")
 
 NameFilter = Iterable[str] | Callable[[str], bool] | None
+Hook = Callable[[torch.Tensor], torch.Tensor]
+"""A function run at a hook point: takes the activation, returns the one the model uses."""
 
 
 class HookPoint(nn.Module):
@@ -127,33 +145,94 @@ def capture(model: nn.Module, names: NameFilter = None) -> Iterator[ActivationCa
         ConfigError: if a name is unknown, or the model is not a toy transformer or a
             decoder-only Hugging Face model.
     """
-    selected = set(_select(hook_names(model), names))
+    selected = _select(hook_names(model), names)
     cache = ActivationCache()
+    with _hooked(model, {name: _recorder(cache, name) for name in selected}):
+        yield cache
+
+
+@contextmanager
+def patch(model: nn.Module, patches: Mapping[str, Hook]) -> Iterator[None]:
+    """Replace the named activations of every forward pass run inside the ``with`` block.
+
+    ``patches`` maps hook names to functions that take the activation and return its
+    replacement, a tensor of the same shape (return ``x + delta`` to add to it). The hooks are
+    removed when the block ends, also on an exception.
+
+    Raises:
+        ConfigError: if a name is unknown, the model is not a toy transformer or a decoder-only
+            Hugging Face model, or (during a forward pass) a function returns something other
+            than a tensor of the activation's shape.
+    """
+    _select(hook_names(model), patches)
+    with _hooked(model, {name: _checked(name, fn) for name, fn in patches.items()}):
+        yield
+
+
+def _recorder(cache: ActivationCache, name: str) -> Hook:
+    def record(activation: torch.Tensor) -> torch.Tensor:
+        cache[name] = activation.detach()
+        return activation
+
+    return record
+
+
+def _checked(name: str, fn: Hook) -> Hook:
+    def apply(activation: torch.Tensor) -> torch.Tensor:
+        result = fn(activation)
+        if not isinstance(result, torch.Tensor) or result.shape != activation.shape:
+            got = tuple(result.shape) if isinstance(result, torch.Tensor) else type(result)
+            raise ConfigError(
+                f"the patch of {name!r} returned {got}, not a tensor of the activation's shape "
+                f"{tuple(activation.shape)}. Fix: return the replacement activation (e.g. "
+                "x + delta, or x.clone() with entries changed)"
+            )
+        return result
+
+    return apply
+
+
+def _replace_first(value: Any, hook: Hook) -> Any:
+    """``value`` with its tensor (or its first element's, for a tuple output) passed through."""
+    if isinstance(value, tuple | list):
+        return type(value)([hook(value[0]), *value[1:]])
+    return hook(value)
+
+
+def _output_hook(hook: Hook) -> Callable[..., Any]:
+    def forward_hook(module: nn.Module, inputs: Any, output: Any) -> Any:
+        return _replace_first(output, hook)
+
+    return forward_hook
+
+
+def _input_hook(hook: Hook) -> Callable[..., Any]:
+    def pre_hook(
+        module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]
+    ) -> tuple[tuple[Any, ...], dict[str, Any]]:
+        if args:
+            return (hook(args[0]), *args[1:]), kwargs
+        return args, {**kwargs, "hidden_states": hook(kwargs["hidden_states"])}
+
+    return pre_hook
+
+
+@contextmanager
+def _hooked(model: nn.Module, hooks: dict[str, Hook]) -> Iterator[None]:
+    """Run ``hooks`` (hook name → function of the activation) inside the ``with`` block."""
     handles: list[Any] = []
     points = {name: m for name, m in model.named_modules() if isinstance(m, HookPoint)}
     try:
         if points:
-            for name in selected:
-                handles.append(points[name].register_forward_hook(_recorder(cache, name)))
-            yield cache
+            for name, hook in hooks.items():
+                handles.append(points[name].register_forward_hook(_output_hook(hook)))
+            yield
         else:
-            with _hooked_hf_model(model, selected, cache, handles):
-                yield cache
+            with _hooked_hf_model(model, hooks, handles):
+                yield
     finally:
         for handle in handles:
             handle.remove()
-
-
-def _recorder(cache: ActivationCache, name: str) -> Callable[..., None]:
-    def hook(module: nn.Module, inputs: Any, output: Any) -> None:
-        cache[name] = _first_tensor(output).detach()
-
-    return hook
-
-
-def _first_tensor(value: Any) -> torch.Tensor:
-    tensor: torch.Tensor = value[0] if isinstance(value, tuple | list) else value
-    return tensor
 
 
 def _decoder_layers(model: nn.Module) -> nn.ModuleList:
@@ -185,70 +264,65 @@ def _attention_module(layer: nn.Module, index: int) -> nn.Module:
 
 @contextmanager
 def _hooked_hf_model(
-    model: nn.Module, selected: set[str], cache: ActivationCache, handles: list[Any]
+    model: nn.Module, hooks: dict[str, Hook], handles: list[Any]
 ) -> Iterator[None]:
-    """Install hooks (and, if needed, the recording attention function) on an HF model."""
+    """Install ``hooks`` on an HF model (and, if needed, the hooked attention function)."""
     layers = _decoder_layers(model)
-    wanted: dict[int, set[str]] = {}
-    for name in selected:
+    wanted: dict[int, dict[str, Hook]] = {}
+    for name, hook in hooks.items():
         match = _NAME.match(name)
         if match:
-            wanted.setdefault(int(match[1]), set()).add(match[2])
-    needs_attention_fn = False
-    attention_modules: list[nn.Module] = []
+            wanted.setdefault(int(match[1]), {})[match[2]] = hook
+    inner_hooks: list[tuple[nn.Module, dict[str, Hook]]] = []
     for index, layer in enumerate(layers):
-        suffixes = wanted.get(index, set())
+        suffixes = wanted.get(index, {})
         if "hook_resid_pre" in suffixes:
-            handles.append(
-                layer.register_forward_pre_hook(_resid_pre(cache, index), with_kwargs=True)
-            )
+            hook = _input_hook(suffixes["hook_resid_pre"])
+            handles.append(layer.register_forward_pre_hook(hook, with_kwargs=True))
         if "hook_resid_post" in suffixes:
-            handles.append(
-                layer.register_forward_hook(_recorder(cache, f"blocks.{index}.hook_resid_post"))
-            )
+            handles.append(layer.register_forward_hook(_output_hook(suffixes["hook_resid_post"])))
         attention = _attention_module(layer, index)
         if "attn.hook_result" in suffixes:
-            name = f"blocks.{index}.attn.hook_result"
-            handles.append(attention.register_forward_hook(_recorder(cache, name)))
-        inner = {s.removeprefix("attn.") for s in suffixes} & set(ATTENTION_HOOKS)
+            handles.append(
+                attention.register_forward_hook(_output_hook(suffixes["attn.hook_result"]))
+            )
+        inner = {
+            suffix.removeprefix("attn."): hook
+            for suffix, hook in suffixes.items()
+            if suffix.removeprefix("attn.") in ATTENTION_HOOKS
+        }
         if inner:
-            needs_attention_fn = True
-            attention._iclkit_record = (cache, index, inner)  # type: ignore[assignment]
-            attention_modules.append(attention)
-    if not needs_attention_fn:
+            inner_hooks.append((attention, inner))
+    if not inner_hooks:
         yield
         return
     _register_implementation()
     config: Any = model.config
     previous = config._attn_implementation
     config._attn_implementation = _IMPLEMENTATION
+    for attention, inner in inner_hooks:
+        stack = attention.__dict__.setdefault("_iclkit_hooks", [])
+        stack.append(inner)
     try:
         yield
     finally:
         config._attn_implementation = previous
-        for attention in attention_modules:
-            del attention._iclkit_record
-
-
-def _resid_pre(cache: ActivationCache, index: int) -> Callable[..., None]:
-    name = f"blocks.{index}.hook_resid_pre"
-
-    def hook(module: nn.Module, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
-        hidden = args[0] if args else kwargs["hidden_states"]
-        cache[name] = hidden.detach()
-
-    return hook
+        for attention, inner in inner_hooks:
+            stack = attention.__dict__["_iclkit_hooks"]
+            stack.remove(inner)
+            if not stack:
+                del attention.__dict__["_iclkit_hooks"]
 
 
 def _register_implementation() -> None:
     from transformers import AttentionInterface
     from transformers.masking_utils import AttentionMaskInterface, eager_mask
 
-    AttentionInterface.register(_IMPLEMENTATION, recording_attention)
+    AttentionInterface.register(_IMPLEMENTATION, hooked_attention)
     AttentionMaskInterface.register(_IMPLEMENTATION, eager_mask)
 
 
-def recording_attention(
+def hooked_attention(
     module: nn.Module,
     query: torch.Tensor,
     key: torch.Tensor,
@@ -259,17 +333,29 @@ def recording_attention(
     softcap: float | None = None,
     **kwargs: Any,
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Eager attention for transformers' attention interface that records the hook points.
+    """Eager attention for transformers' attention interface that runs the hook points.
 
     Computes exactly what transformers' eager attention computes (scaled dot product, optional
-    soft-capping, additive mask, softmax in float32) and stores ``hook_q/k/v``,
-    ``hook_attn_scores``, ``hook_pattern`` and ``hook_z`` of the module's layer in the active
-    capture. Returns ``(output (batch, pos, head, d_head), pattern)``.
+    soft-capping, additive mask, softmax in float32) and passes ``hook_q/k/v``,
+    ``hook_attn_scores``, ``hook_pattern`` and ``hook_z`` of the module's layer through the
+    active :func:`capture` and :func:`patch` hooks, using what they return. Returns
+    ``(output (batch, pos, head, d_head), pattern)``.
     """
+    hooks: list[dict[str, Hook]] = getattr(module, "_iclkit_hooks", [])
+
+    def run(suffix: str, activation: torch.Tensor) -> torch.Tensor:
+        for layer_hooks in hooks:
+            if suffix in layer_hooks:
+                activation = layer_hooks[suffix](activation)
+        return activation
+
     n_heads = query.shape[1]
     if key.shape[1] != n_heads:
         key = key.repeat_interleave(n_heads // key.shape[1], dim=1)
         value = value.repeat_interleave(n_heads // value.shape[1], dim=1)
+    query = run("hook_q", query.transpose(1, 2)).transpose(1, 2)
+    key = run("hook_k", key.transpose(1, 2)).transpose(1, 2)
+    value = run("hook_v", value.transpose(1, 2)).transpose(1, 2)
     if scaling is None:
         scaling = query.shape[-1] ** -0.5
     scores = torch.matmul(query, key.transpose(2, 3)) * scaling
@@ -277,24 +363,15 @@ def recording_attention(
         scores = torch.tanh(scores / softcap) * softcap
     if attention_mask is not None:
         mask = attention_mask[:, :, :, : key.shape[-2]]
-        scores = scores + mask
-    pattern = torch.softmax(scores, dim=-1, dtype=torch.float32).to(query.dtype)
+        masked = torch.isneginf(mask) | (mask <= torch.finfo(mask.dtype).min)
+        scores = (scores + mask).masked_fill(masked, float("-inf"))
+    scores = run("hook_attn_scores", scores)
+    # -inf as the dtype's minimum, like the eager additive mask: a fully masked row (padding)
+    # gets uniform weights instead of NaN
+    finite = scores.masked_fill(torch.isneginf(scores), torch.finfo(scores.dtype).min)
+    pattern = torch.softmax(finite, dim=-1, dtype=torch.float32).to(query.dtype)
     pattern = nn.functional.dropout(pattern, p=dropout, training=module.training)
+    pattern = run("hook_pattern", pattern)
     output = torch.matmul(pattern, value).transpose(1, 2).contiguous()
-    record = getattr(module, "_iclkit_record", None)
-    if record is not None:
-        cache, index, wanted = record
-        if attention_mask is not None:
-            masked = torch.isneginf(mask) | (mask <= torch.finfo(mask.dtype).min)
-            scores = scores.masked_fill(masked, float("-inf"))
-        values = {
-            "hook_q": query.transpose(1, 2),
-            "hook_k": key.transpose(1, 2),
-            "hook_v": value.transpose(1, 2),
-            "hook_attn_scores": scores,
-            "hook_pattern": pattern,
-            "hook_z": output,
-        }
-        for suffix in wanted:
-            cache[f"blocks.{index}.attn.{suffix}"] = values[suffix].detach()
+    output = run("hook_z", output)
     return output, pattern

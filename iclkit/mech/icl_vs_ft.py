@@ -83,10 +83,10 @@ def read_sst2(path: Path) -> list[tuple[str, int]]:
 class Setting(BaseModel):
     """How much of SST-2 the check uses and the FT learning rates it tries.
 
-    ``k`` demonstrations (balanced, from stsa.binary.train), the first ``n_queries`` dev
-    examples as evaluation queries, the last ``n_select`` dev examples (never evaluation
-    queries) to choose the FT learning rate among ``lrs``, probes run ``batch_size`` queries
-    at a time.
+    ``n_sets`` sets of ``k`` demonstrations (balanced, from stsa.binary.train), the first
+    ``n_queries`` dev examples as evaluation queries, the last ``n_select`` dev examples (never
+    evaluation queries) to choose the FT learning rate among ``lrs`` (per set), probes run
+    ``batch_size`` queries at a time.
     """
 
     model_config = ConfigDict(frozen=True)
@@ -96,10 +96,11 @@ class Setting(BaseModel):
     n_select: int = Field(48, ge=1)
     lrs: tuple[float, ...] = Field(LR_GRID, min_length=1)
     batch_size: int = Field(16, ge=1)
+    n_sets: int = Field(3, ge=1)
 
 
 FULL = Setting()
-FAST = Setting(k=4, n_queries=24, n_select=16, lrs=(1e-3, 1e-2, 1e-1))
+FAST = Setting(k=4, n_queries=24, n_select=16, lrs=(1e-3, 1e-2, 1e-1), n_sets=1)
 
 
 class Probe(NamedTuple):
@@ -107,13 +108,15 @@ class Probe(NamedTuple):
 
     ``predictions``: the label whose first token scores higher; ``outputs``: per query and
     layer, the attention output (after the output projection) divided by its norm,
-    (queries, layers, d_model); ``scores``: per query, the pre-softmax attention scores of the
-    last token over the query's tokens, (layers, heads × query tokens).
+    (queries, layers, d_model); ``scores`` and ``patterns``: per query, the pre-softmax
+    attention scores and the attention probabilities of the last token over the query's
+    tokens, (layers, heads × query tokens).
     """
 
     predictions: list[int]
     outputs: torch.Tensor
     scores: list[torch.Tensor]
+    patterns: list[torch.Tensor]
 
 
 def _attention_params(model: Any) -> list[torch.nn.Parameter]:
@@ -164,6 +167,7 @@ def probe(
     n_layers = model.config.num_hidden_layers
     names = [f"blocks.{i}.attn.hook_result" for i in range(n_layers)]
     names += [f"blocks.{i}.attn.hook_attn_scores" for i in range(n_layers)]
+    names += [f"blocks.{i}.attn.hook_pattern" for i in range(n_layers)]
     width = max(len(ids) for ids in queries)
     ids = torch.tensor([row + [0] * (width - len(row)) for row in queries])
     last = torch.tensor([len(row) - 1 for row in queries])
@@ -180,18 +184,23 @@ def probe(
     outputs = torch.stack(
         [cache_[f"blocks.{i}.attn.hook_result"][rows, last] for i in range(n_layers)], dim=1
     )
-    scores = []
-    for row, (end, size) in enumerate(zip(last.tolist(), n_query, strict=True)):
-        per_layer = []
-        for i in range(n_layers):
-            layer_scores = cache_[f"blocks.{i}.attn.hook_attn_scores"][row, :, end]
-            stop = layer_scores.shape[-1] - width + end + 1  # keys: cached prefix, then query
-            per_layer.append(layer_scores[:, stop - size : stop].flatten())
-        scores.append(torch.stack(per_layer))
+
+    def over_query(hook: str) -> list[torch.Tensor]:
+        rows = []
+        for row, (end, size) in enumerate(zip(last.tolist(), n_query, strict=True)):
+            per_layer = []
+            for i in range(n_layers):
+                values = cache_[f"blocks.{i}.attn.{hook}"][row, :, end]
+                stop = values.shape[-1] - width + end + 1  # keys: cached prefix, then query
+                per_layer.append(values[:, stop - size : stop].flatten())
+            rows.append(torch.stack(per_layer))
+        return rows
+
     return Probe(
         predictions=label_logits.argmax(-1).tolist(),
         outputs=outputs / outputs.norm(dim=-1, keepdim=True),
-        scores=scores,
+        scores=over_query("hook_attn_scores"),
+        patterns=over_query("hook_pattern"),
     )
 
 
@@ -219,6 +228,7 @@ def probe_all(
         predictions=[p for part in parts for p in part.predictions],
         outputs=torch.cat([part.outputs for part in parts]),
         scores=[s for part in parts for s in part.scores],
+        patterns=[s for part in parts for s in part.patterns],
     )
 
 
@@ -239,12 +249,123 @@ def _balanced_demonstrations(
     return [picks[int(i)] for i in torch.randperm(len(picks), generator=generator)]
 
 
+class SetResult(NamedTuple):
+    """What one demonstration set gives: scalar metrics, per-layer similarities, LR search."""
+
+    metrics: dict[str, float]
+    per_layer: dict[str, torch.Tensor]
+    search: dict[str, list[float]]
+    helped: int
+    recovered: int
+
+
+def run_set(
+    model: Any,
+    tokenizer: Any,
+    picks: list[tuple[str, int]],
+    setting: Setting,
+    evaluation: tuple[list[list[int]], list[int], Probe],
+    held_out: tuple[list[list[int]], list[int], list[int]],
+    generator: torch.Generator,
+) -> SetResult:
+    """Tune FT on the held-out examples, then compare ZSL, ICL and FT for one demonstration set.
+
+    ``evaluation`` is (query tokens, labels, ZSL probe), ``held_out`` (tokens, labels, ZSL
+    predictions) of the held-out dev examples.
+    """
+    n_heads = model.config.num_attention_heads
+    encode = tokenizer.encode
+    demo_ids = [
+        encode(TEMPLATE.format(text=text) + LABELS[label] + "\n\n", add_special_tokens=False)
+        for text, label in picks
+    ]
+    label_ids = [encode(word, add_special_tokens=False)[0] for word in LABELS]
+    bos = [tokenizer.bos_token_id]
+    tokens, labels, zsl = evaluation
+    held_tokens, held_labels, held_zsl = held_out
+
+    def zero_shot(current: Any, queries: list[list[int]], desc: str) -> Probe:
+        lengths = [len(ids) for ids in queries]
+        return probe_all(
+            current,
+            [bos + ids for ids in queries],
+            lengths,
+            label_ids,
+            setting.batch_size,
+            None,
+            desc,
+        )
+
+    search: dict[str, list[float]] = {"lr": [], "accuracy": [], "changed": []}
+    chosen: tuple[float, float, Any] | None = None
+    for lr in sorted(setting.lrs):
+        tuned = fine_tune(model, [bos + ids for ids in demo_ids], lr)
+        predictions = zero_shot(tuned, held_tokens, f"held-out FT lr={lr:g}").predictions
+        held_accuracy = _share([p == y for p, y in zip(predictions, held_labels, strict=True)])
+        search["lr"].append(lr)
+        search["accuracy"].append(held_accuracy)
+        search["changed"].append(
+            _share([p != z for p, z in zip(predictions, held_zsl, strict=True)])
+        )
+        if chosen is None or held_accuracy >= chosen[1]:
+            chosen = (lr, held_accuracy, tuned)
+    assert chosen is not None  # Setting.lrs has at least one rate
+    lr, held_accuracy, tuned = chosen
+
+    lengths = [len(ids) for ids in tokens]
+    with torch.no_grad():
+        prefix = model(
+            torch.tensor([bos + [t for ids in demo_ids for t in ids]]),
+            use_cache=True,
+            logits_to_keep=1,
+        ).cache
+    icl = probe_all(model, tokens, lengths, label_ids, setting.batch_size, prefix, "ICL")
+    ft = zero_shot(tuned, tokens, "FT")
+    probes = {"ZSL": zsl, "ICL": icl, "FT": ft}
+    correct = {
+        key: [p == y for p, y in zip(value.predictions, labels, strict=True)]
+        for key, value in probes.items()
+    }
+    helped = [not z and f for z, f in zip(correct["ZSL"], correct["FT"], strict=True)]
+    recovered = [h and i for h, i in zip(helped, correct["ICL"], strict=True)]
+    metrics = {"FT learning rate": lr, "FT held-out accuracy at that rate": held_accuracy}
+    metrics |= {f"accuracy {key}": _share(values) for key, values in correct.items()}
+    metrics |= {
+        f"{key} changed predictions (share)": _share(
+            [p != z for p, z in zip(probes[key].predictions, zsl.predictions, strict=True)]
+        )
+        for key in ("ICL", "FT")
+    }
+    cosine = torch.nn.functional.cosine_similarity
+    icl_update = icl.outputs - zsl.outputs
+    ft_update = ft.outputs - zsl.outputs
+    noise = torch.randn(icl_update.shape, generator=generator)
+    centred = {key: [_centre(s, n_heads) for s in value.scores] for key, value in probes.items()}
+
+    def simam(first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
+        return torch.stack([cosine(a, b, dim=-1) for a, b in zip(first, second, strict=True)])
+
+    per_layer = {
+        "SimAOU": cosine(icl_update, ft_update, dim=-1).mean(0),
+        "SimAOU random": cosine(icl_update, noise, dim=-1).mean(0),
+        "SimAM before": simam(icl.scores, zsl.scores).mean(0),
+        "SimAM after": simam(icl.scores, ft.scores).mean(0),
+        "SimAM before (centred)": simam(centred["ICL"], centred["ZSL"]).mean(0),
+        "SimAM after (centred)": simam(centred["ICL"], centred["FT"]).mean(0),
+        "SimAM before (post-softmax)": simam(icl.patterns, zsl.patterns).mean(0),
+        "SimAM after (post-softmax)": simam(icl.patterns, ft.patterns).mean(0),
+    }
+    return SetResult(metrics, per_layer, search, sum(helped), sum(recovered))
+
+
 def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> CheckReport:
     """Compare ZSL, ICL and FT on SST-2 dev queries with Gemma 3 270M.
 
-    ``setting`` defaults to :data:`FAST` or :data:`FULL`. The FT learning rate is the one of
-    ``setting.lrs`` whose fine-tuned model is most accurate on the held-out dev examples (ties:
-    the larger rate, the one that moves the model more).
+    ``setting`` defaults to :data:`FAST` or :data:`FULL`. For each of ``setting.n_sets``
+    demonstration sets the FT learning rate is the one of ``setting.lrs`` whose fine-tuned
+    model is most accurate on the held-out dev examples (ties: the larger rate, the one that
+    moves the model more). Figures are means over the sets (with their standard deviation);
+    Rec2FTP pools the FT-helped queries of all sets.
 
     Raises:
         ConfigError: if the SST-2 folder is missing or the dev set is too small for the
@@ -264,124 +385,85 @@ def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> Ch
             f"{len(dev_set)} dev examples. Fix: lower one of them"
         )
     model, tokenizer = load_causal_lm(None, device="cpu")
-    n_heads = model.config.num_attention_heads
-    picks = _balanced_demonstrations(train_set, setting.k, generator)
-    encode = tokenizer.encode
-    demo_ids = [
-        encode(TEMPLATE.format(text=text) + LABELS[label] + "\n\n", add_special_tokens=False)
-        for text, label in picks
-    ]
-    label_ids = [encode(word, add_special_tokens=False)[0] for word in LABELS]
+    label_ids = [tokenizer.encode(word, add_special_tokens=False)[0] for word in LABELS]
     bos = [tokenizer.bos_token_id]
-    demonstrations = [bos + ids for ids in demo_ids]
 
     def encoded(pairs: list[tuple[str, int]]) -> list[list[int]]:
-        return [encode(TEMPLATE.format(text=text), add_special_tokens=False) for text, _ in pairs]
+        return [
+            tokenizer.encode(TEMPLATE.format(text=text), add_special_tokens=False)
+            for text, _ in pairs
+        ]
 
-    def zero_shot(current: Any, tokens: list[list[int]], desc: str) -> Probe:
+    def zero_shot(tokens: list[list[int]], desc: str) -> Probe:
         lengths = [len(ids) for ids in tokens]
-        return probe_all(
-            current,
-            [bos + ids for ids in tokens],
-            lengths,
-            label_ids,
-            setting.batch_size,
-            None,
-            desc,
-        )
+        queries = [bos + ids for ids in tokens]
+        return probe_all(model, queries, lengths, label_ids, setting.batch_size, None, desc)
 
-    held_out = dev_set[len(dev_set) - setting.n_select :]
-    held_tokens, held_labels = encoded(held_out), [label for _, label in held_out]
-    held_zsl = zero_shot(model, held_tokens, "held-out ZSL").predictions
-    search: dict[str, list[float]] = {"lr": [], "accuracy": [], "changed": []}
-    chosen: tuple[float, float, Any] | None = None
-    for lr in sorted(setting.lrs):
-        tuned = fine_tune(model, demonstrations, lr)
-        predictions = zero_shot(tuned, held_tokens, f"held-out FT lr={lr:g}").predictions
-        held_accuracy = _share([p == y for p, y in zip(predictions, held_labels, strict=True)])
-        search["lr"].append(lr)
-        search["accuracy"].append(held_accuracy)
-        search["changed"].append(
-            _share([p != z for p, z in zip(predictions, held_zsl, strict=True)])
-        )
-        if chosen is None or held_accuracy >= chosen[1]:
-            chosen = (lr, held_accuracy, tuned)
-    assert chosen is not None  # Setting.lrs has at least one rate
-    lr, _, tuned = chosen
-
+    held_pairs = dev_set[len(dev_set) - setting.n_select :]
+    held_tokens = encoded(held_pairs)
+    held_out = (
+        held_tokens,
+        [label for _, label in held_pairs],
+        zero_shot(held_tokens, "held-out ZSL").predictions,
+    )
     queries = dev_set[: setting.n_queries]
-    labels = [label for _, label in queries]
     tokens = encoded(queries)
-    lengths = [len(ids) for ids in tokens]
-    with torch.no_grad():
-        prefix = model(
-            torch.tensor([bos + [t for ids in demo_ids for t in ids]]),
-            use_cache=True,
-            logits_to_keep=1,
-        ).cache
-    zsl = zero_shot(model, tokens, "ZSL")
-    icl = probe_all(model, tokens, lengths, label_ids, setting.batch_size, prefix, "ICL")
-    ft = zero_shot(tuned, tokens, "FT")
-    probes = {"ZSL": zsl, "ICL": icl, "FT": ft}
-    correct = {
-        key: [p == y for p, y in zip(value.predictions, labels, strict=True)]
-        for key, value in probes.items()
-    }
-    accuracy = {key: _share(values) for key, values in correct.items()}
-    helped = [not z and f for z, f in zip(correct["ZSL"], correct["FT"], strict=True)]
-    recovered = [h and i for h, i in zip(helped, correct["ICL"], strict=True)]
-    rec2ftp = sum(recovered) / sum(helped) if any(helped) else float("nan")
-    changed = {
-        key: _share([p != z for p, z in zip(probes[key].predictions, zsl.predictions, strict=True)])
-        for key in ("ICL", "FT")
-    }
-    cosine = torch.nn.functional.cosine_similarity
-    icl_update = icl.outputs - zsl.outputs
-    ft_update = ft.outputs - zsl.outputs
-    noise = torch.randn(icl_update.shape, generator=generator)
-    centred = {key: [_centre(s, n_heads) for s in value.scores] for key, value in probes.items()}
-
-    def simam(first: list[torch.Tensor], second: list[torch.Tensor]) -> torch.Tensor:
-        return torch.stack([cosine(a, b, dim=-1) for a, b in zip(first, second, strict=True)])
-
+    evaluation = (tokens, [label for _, label in queries], zero_shot(tokens, "ZSL"))
+    results = [
+        run_set(
+            model,
+            tokenizer,
+            _balanced_demonstrations(train_set, setting.k, generator),
+            setting,
+            evaluation,
+            held_out,
+            generator,
+        )
+        for _ in range(setting.n_sets)
+    ]
+    helped = sum(result.helped for result in results)
+    rec2ftp = sum(result.recovered for result in results) / helped if helped else float("nan")
+    per_set_rec2ftp = [r.recovered / r.helped if r.helped else float("nan") for r in results]
     per_layer = {
-        "SimAOU": cosine(icl_update, ft_update, dim=-1).mean(0),
-        "SimAOU random": cosine(icl_update, noise, dim=-1).mean(0),
-        "SimAM before": simam(icl.scores, zsl.scores).mean(0),
-        "SimAM after": simam(icl.scores, ft.scores).mean(0),
-        "SimAM before (centred)": simam(centred["ICL"], centred["ZSL"]).mean(0),
-        "SimAM after (centred)": simam(centred["ICL"], centred["FT"]).mean(0),
+        key: torch.stack([result.per_layer[key] for result in results])
+        for key in results[0].per_layer
     }
-    figures = [
+    paper_accuracy = "ZSL < FT < ICL (paper's models)"
+    figures = []
+    for key in results[0].metrics:
+        values = torch.tensor([r.metrics[key] for r in results], dtype=torch.float64)
+        figure = Figure(
+            name=key,
+            measured=float(values.mean()),
+            spread=_std(values),
+            paper=paper_accuracy if key.startswith("accuracy") else "-",
+        )
+        if key == "FT learning rate":
+            figure = figure.model_copy(
+                update={
+                    "paper": "tuned per task (grid search)",
+                    "target": f"from the grid {', '.join(f'{v:g}' for v in sorted(setting.lrs))}",
+                    "passed": all(r.metrics[key] in setting.lrs for r in results),
+                }
+            )
+        figures.append(figure)
+    figures.append(
         Figure(
-            name="FT learning rate",
-            measured=lr,
-            paper="tuned per task (grid search)",
-            target=f"from the grid {', '.join(f'{v:g}' for v in sorted(setting.lrs))}",
-            passed=lr in setting.lrs,
-        ),
-        Figure(
-            name="FT held-out accuracy at that rate",
-            measured=chosen[1],
-            paper="-",
-        ),
-    ]
-    figures += [
-        Figure(name=f"accuracy {key}", measured=value, paper="ZSL < FT < ICL (paper's models)")
-        for key, value in accuracy.items()
-    ]
-    figures += [
-        Figure(name=f"{key} changed predictions (share)", measured=value, paper="-")
-        for key, value in changed.items()
-    ]
-    figures.append(Figure(name="Rec2FTP (share)", measured=rec2ftp, paper=PAPER["Rec2FTP"]))
-    figures.append(Figure(name="FT-helped queries", measured=float(sum(helped)), paper="-"))
+            name="Rec2FTP (share)",
+            measured=rec2ftp,
+            spread=_std(torch.tensor(per_set_rec2ftp)),
+            paper=PAPER["Rec2FTP"],
+        )
+    )
+    figures.append(Figure(name="FT-helped queries", measured=float(helped), paper="-"))
     for key, values in per_layer.items():
+        means = values.mean(-1)  # per set, over layers
         figures.append(
             Figure(
                 name=f"{key} (mean over layers)",
-                measured=float(values.mean()),
-                paper=PAPER.get(key.removesuffix(" (centred)"), "≈ 0"),
+                measured=float(means.mean()),
+                spread=_std(means),
+                paper=PAPER.get(key.split(" (")[0], "≈ 0"),
             )
         )
     return CheckReport(
@@ -391,21 +473,35 @@ def run(fast: bool = False, seed: int = 0, setting: Setting | None = None) -> Ch
         fast=fast,
         seed=seed,
         figures=figures,
-        series={name: values.tolist() for name, values in per_layer.items()}
-        | {"accuracy": accuracy, "lr search": search},
+        series={name: values.mean(0).tolist() for name, values in per_layer.items()}
+        | {
+            "per set": [
+                {"metrics": r.metrics, "helped": r.helped, "recovered": r.recovered}
+                for r in results
+            ],
+            "lr search": [r.search for r in results],
+        },
         notes=[
-            f"k={setting.k} balanced demonstrations from stsa.binary.train; evaluation queries: "
-            f"the first {setting.n_queries} dev examples; FT: SGD on k_proj/v_proj, one epoch, "
-            "batch 1, demonstrations in order, LM loss over the demonstration tokens",
-            f"FT learning rate {lr:g} chosen on the last {setting.n_select} dev examples (never "
-            "evaluation queries) by FT accuracy, ties to the larger rate",
+            f"{setting.n_sets} set(s) of k={setting.k} balanced demonstrations from "
+            f"stsa.binary.train; evaluation queries: the first {setting.n_queries} dev examples; "
+            "FT: SGD on k_proj/v_proj, one epoch, batch 1, demonstrations in order, LM loss "
+            "over the demonstration tokens; figures: mean ± standard deviation over the sets; "
+            "Rec2FTP and FT-helped queries pool the queries of all sets",
+            f"FT learning rate chosen per set on the last {setting.n_select} dev examples "
+            "(never evaluation queries) by FT accuracy, ties to the larger rate",
             "paper: GPT 1.3B/2.7B, 32 demonstrations, six classification tasks averaged; a 270M "
             "model on SST-2 alone is a different regime",
             "raw pre-softmax scores share a large common offset, so their cosine is close to 1 "
             "whatever the model does; the centred variant subtracts each head's mean over the "
-            "query tokens first",
+            "query tokens first; the post-softmax variant compares attention probabilities",
         ],
     )
+
+
+def _std(values: torch.Tensor) -> float:
+    """Standard deviation over sets (0 for a single set), NaNs left out."""
+    values = values[~values.isnan()]
+    return float(values.std()) if len(values) > 1 else 0.0
 
 
 def _share(flags: list[bool]) -> float:
@@ -425,6 +521,8 @@ def plot(report: CheckReport, path: Path) -> Path:
     aou.legend(fontsize=7)
     am.plot(layers, series["SimAM before"], "o-", label="ICL vs ZSL (before FT)")
     am.plot(layers, series["SimAM after"], "s-", label="ICL vs FT (after FT)")
+    am.plot(layers, series["SimAM before (post-softmax)"], "o:", label="post-softmax, before")
+    am.plot(layers, series["SimAM after (post-softmax)"], "s:", label="post-softmax, after")
     am.set_xlabel("layer")
     am.set_title("attention-score similarity (SimAM)", fontsize=9)
     am.legend(fontsize=7)

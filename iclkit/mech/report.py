@@ -17,13 +17,15 @@ class Figure(BaseModel):
     """One measured number beside the figure the paper reports for it.
 
     ``passed`` is ``None`` for numbers that are reported but not judged (the paper gives no
-    threshold, or the setting differs too much for a pass/fail).
+    threshold, or the setting differs too much for a pass/fail). ``spread`` is the standard
+    deviation over repeats when ``measured`` is their mean.
     """
 
     model_config = ConfigDict(frozen=True)
 
     name: str
     measured: float
+    spread: float | None = None
     paper: str
     target: str = ""
     passed: bool | None = None
@@ -73,9 +75,10 @@ class CheckReport(BaseModel):
         rows = [("figure", "measured", "paper", "target", "ok")]
         for figure in self.figures:
             verdict = {True: "yes", False: "NO", None: "-"}[figure.passed]
-            rows.append(
-                (figure.name, f"{figure.measured:.6g}", figure.paper, figure.target, verdict)
-            )
+            measured = f"{figure.measured:.6g}"
+            if figure.spread is not None:
+                measured += f" ± {figure.spread:.2g}"
+            rows.append((figure.name, measured, figure.paper, figure.target, verdict))
         widths = [max(len(row[column]) for row in rows) for column in range(5)]
         lines = [header, "-" * len(header)]
         for row in rows:
