@@ -29,6 +29,7 @@ from pydantic import (
     Field,
     PrivateAttr,
     ValidationError,
+    ValidationInfo,
     ValidatorFunctionWrapHandler,
     field_validator,
     model_validator,
@@ -225,26 +226,12 @@ class PipelineSpec(_Strict):
     def _labels(cls, value: Any) -> Any:
         return label_words(value)
 
-    @field_validator("selector", mode="before")
+    @field_validator(*COMPONENT_FIELDS, mode="before")
     @classmethod
-    def _selector(cls, value: Any) -> Any:
-        return component(value, selectors)
-
-    @field_validator("orderer", mode="before")
-    @classmethod
-    def _orderer(cls, value: Any) -> Any:
-        return component(value, orderers)
-
-    @field_validator("backend", mode="before")
-    @classmethod
-    def _backend(cls, value: Any) -> Any:
-        return component(value, backends)
-
-    @field_validator("formatter", mode="before")
-    @classmethod
-    def _formatter(cls, value: Any) -> Any:
-        spec = component(value, formatters)
-        if "verbalizer" in spec:
+    def _component(cls, value: Any, info: ValidationInfo) -> Any:
+        assert info.field_name is not None
+        spec = component(value, COMPONENT_FIELDS[info.field_name])
+        if info.field_name == "formatter" and "verbalizer" in spec:
             raise ValueError(
                 "the verbalizer words are given once, in labels ({label: word}); remove "
                 "'verbalizer' from the formatter"
