@@ -117,6 +117,7 @@ def _print_summary(report: Any) -> None:
 @click.option("--no-html", is_flag=True, help="Do not write report.html.")
 @click.option(
     "--jobs",
+    metavar="N",
     type=click.IntRange(min=1),
     default=1,
     show_default=True,
@@ -124,6 +125,7 @@ def _print_summary(report: Any) -> None:
 )
 @click.option(
     "--threads",
+    metavar="N",
     type=click.IntRange(min=1),
     default=None,
     help="Torch threads per worker [default: the CPUs shared among --jobs; with --executor "
@@ -139,6 +141,7 @@ def _print_summary(report: Any) -> None:
 )
 @click.option(
     "--address",
+    metavar="ADDR",
     default=None,
     help="The Ray cluster to join (HOST:PORT, auto, ray://HOST:PORT) [default: $RAY_ADDRESS, "
     "else a Ray instance started on this machine for the run].",
@@ -182,7 +185,7 @@ def run(
       iclkit run examples/quickstart.yaml
       iclkit run grid.yaml --out runs/sst2 --dry-run
       iclkit run grid.yaml --jobs 2
-      iclkit run grid.yaml --executor ray --address 10.0.0.5:6379
+      iclkit run grid.yaml --executor ray --address HEAD_HOST:6379
     """
     from iclkit.experiment.config import load_config
     from iclkit.experiment.runner import plan_experiment, run_experiment
