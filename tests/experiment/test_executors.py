@@ -155,6 +155,22 @@ def test_the_ray_executor_keeps_secret_options_out_of_the_object_store(config_di
     assert "sk-PLANTED-2" not in str(error.value)
 
 
+def test_worker_processes_keep_their_state_and_hand_back_the_first_error():
+    executor = ProcessExecutor(2, threads=1)
+    # Each worker makes its state (int("7")) once and uses it for every item it runs.
+    results = dict(executor.map(int, "7", pow, list(range(10))))
+    assert results == {i: 7**i for i in range(10)}
+    with pytest.raises(TypeError, match="unsupported operand"):
+        list(executor.map(int, "7", pow, [2, "x", 3]))
+    # (The resource trackers of multiprocessing and loky live as long as this process.)
+    workers = [
+        child
+        for child in psutil.Process().children(recursive=True)
+        if "resource_tracker" not in " ".join(child.cmdline())
+    ]
+    assert not workers, "workers left behind"
+
+
 @pytest.mark.slow
 def test_jobs_2_interrupted_and_resumed_gives_the_single_process_records(
     shared_run, tmp_path, write_yaml
@@ -213,6 +229,8 @@ def test_a_local_ray_instance_gives_the_single_process_records(
         executor = RayExecutor(threads=1)
         run_experiment(validate_config(shared_run.raw), tmp_path, progress=False, executor=executor)
         spread = classifier.predict_proba(texts, executor=executor)
+        with pytest.raises(TypeError, match="unsupported operand"):
+            list(executor.map(int, "7", pow, [2, "x"]))
     finally:
         ray.shutdown()
     _assert_same_records(_records(tmp_path), _records(shared_run.folder))
