@@ -24,7 +24,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Container, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from iclkit.errors import ConfigError
+from iclkit.errors import ConfigError, WorkerError
 
 if TYPE_CHECKING:
     from iclkit.experiment.runner import Plan, UnitRunner, WorkUnit
@@ -117,6 +117,7 @@ class Executor(ABC):
 
         Raises:
             ConfigError: if ``secrets`` is set and the executor cannot keep them in memory.
+            WorkerError: if a worker died (killed, out of memory) and its item was not run.
             Exception: the first exception a task raised, as it was raised.
         """
 
@@ -158,9 +159,9 @@ class ProcessExecutor(Executor):
 
     ``threads=None`` shares the CPUs this process may use among the workers (at least one
     thread each), so that jobs × threads ≤ cores. The payload is sent to each worker once,
-    when it starts. A worker that dies (killed, out of memory) stops the run with an error;
-    re-running continues it. Built on loky's process pool (spawned workers, which also kills
-    them on Ctrl-C).
+    when it starts. A worker that dies (killed, out of memory) stops the job with a
+    :class:`~iclkit.errors.WorkerError`; re-running a grid continues it. Built on loky's
+    process pool (spawned workers, which it kills on Ctrl-C).
 
     Raises:
         ConfigError: from the constructor if ``jobs`` or ``threads`` is below 1.
@@ -201,6 +202,7 @@ class ProcessExecutor(Executor):
         from concurrent.futures import as_completed
 
         from loky import ProcessPoolExecutor
+        from loky.process_executor import TerminatedWorkerError
 
         threads = self.threads_per_worker()
         pool = ProcessPoolExecutor(
@@ -216,7 +218,14 @@ class ProcessExecutor(Executor):
                 for index, item in enumerate(items)
             }
             for future in as_completed(futures):
-                yield futures[future], future.result()
+                try:
+                    result = future.result()
+                except TerminatedWorkerError as error:
+                    raise WorkerError(
+                        "a worker process died (killed, out of memory or crashed). What "
+                        "finished is kept; re-run to continue (with fewer jobs if memory ran out)"
+                    ) from error
+                yield futures[future], result
             finished = True
         finally:
             pool.shutdown(wait=True, kill_workers=not finished)

@@ -14,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator, Sequence
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from iclkit.errors import ConfigError
+from iclkit.errors import ConfigError, WorkerError
 from iclkit.experiment.executors import Executor, prepare_worker, worker_state
 
 if TYPE_CHECKING:
@@ -98,6 +98,7 @@ class RayExecutor(Executor):
                 ``secrets`` is set (the object store may spill the payload to disk: give API
                 keys to the nodes' environment, e.g. ``OPENAI_API_KEY``, instead of the
                 config).
+            WorkerError: if a task's worker or node died more often than ``max_retries``.
             Exception: the first exception a task raised, as iclkit raised it.
         """
         if secrets:
@@ -141,6 +142,12 @@ class RayExecutor(Executor):
                         if isinstance(error.cause, Exception):
                             raise error.cause from error
                         raise
+                    except ray.exceptions.RayError as error:
+                        raise WorkerError(
+                            f"a Ray task failed {self.max_retries + 1} times: "
+                            f"{type(error).__name__}: {str(error).splitlines()[0]}. What finished "
+                            "is kept; re-run to continue"
+                        ) from error
                     yield index, result
         finally:
             for reference in pending:

@@ -26,7 +26,7 @@ from click.testing import CliRunner
 
 from iclkit import ICLClassifier
 from iclkit.cli import main
-from iclkit.errors import ConfigError
+from iclkit.errors import ConfigError, WorkerError
 from iclkit.experiment import plan_experiment, run_experiment, validate_config
 from iclkit.experiment.executors import ProcessExecutor
 from iclkit.experiment.ray_executor import RayExecutor
@@ -169,6 +169,11 @@ def test_worker_processes_keep_their_state_and_hand_back_the_first_error():
         if "resource_tracker" not in " ".join(child.cmdline())
     ]
     assert not workers, "workers left behind"
+
+
+def test_a_worker_that_dies_is_one_clear_error():
+    with pytest.raises(WorkerError, match="a worker process died"):
+        list(ProcessExecutor(1, threads=1).map(int, "0", lambda state, item: os._exit(3), [1]))
 
 
 @pytest.mark.slow
