@@ -42,10 +42,13 @@ if TYPE_CHECKING:
 
     from iclkit.backends.base import Backend
     from iclkit.builder import PromptBuilder
+    from iclkit.experiment.executors import Executor
     from iclkit.inference.prediction import Prediction
 
 #: Queries built and scored per step of :meth:`ICLClassifier.predict_detailed`.
 STEP = 256
+#: Queries per task when an executor spreads :meth:`ICLClassifier.predict_detailed`.
+WORKER_STEP = 32
 
 
 def as_inputs(X: Any) -> list[Any]:
@@ -222,16 +225,24 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         if not hasattr(self, "builder_"):
             raise NotFittedError("ICLClassifier is not fitted; call .fit(X, y) or .fit(pool) first")
 
-    def predict_detailed(self, X: Any) -> list[Prediction]:
+    def predict_detailed(self, X: Any, *, executor: Executor | None = None) -> list[Prediction]:
         """One :class:`~iclkit.inference.Prediction` per input, with its provenance.
 
         Each holds the label (as the pool stores it, a string), the label probabilities, the
         raw scores and the prompt with the demonstrations used (and those dropped to fit the
         token budget). Queries are built and scored in batches.
 
+        ``executor`` (a :class:`~iclkit.experiment.executors.ProcessExecutor` or
+        :class:`~iclkit.experiment.ray_executor.RayExecutor`) spreads the inputs over its
+        workers, :data:`WORKER_STEP` per task: each worker fits a copy of this pipeline on
+        the same pool once (loading the model, embedding the pool for similarity selectors)
+        and the predictions come back in input order. Worth it when the inputs take much
+        longer than that setup.
+
         Raises:
             NotFittedError: if :meth:`fit` has not been called.
-            ConfigError: if ``X`` is not a sequence of inputs.
+            ConfigError: if ``X`` is not a sequence of inputs, or the executor refuses the
+                pipeline's secret options.
             BackendError: if the backend fails.
         """
         from tqdm.auto import tqdm
@@ -240,16 +251,33 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         inputs = [
             value if isinstance(value, Example | str) else _fields(value) for value in as_inputs(X)
         ]
-        scorer = self.spec_.scorer(self.backend_)
-        predictions: list[Prediction] = []
-        steps = range(0, len(inputs), STEP)
-        for start in tqdm(steps, desc="predicting", unit="batch", disable=not self.verbose):
-            prompts = self.builder_.build_batch(inputs[start : start + STEP])
-            predictions.extend(scorer.predict(prompts, self.builder_))
-        return predictions
+        step = STEP if executor is None else WORKER_STEP
+        chunks = [inputs[start : start + step] for start in range(0, len(inputs), step)]
+        bar = tqdm(total=len(chunks), desc="predicting", unit="batch", disable=not self.verbose)
+        with bar:
+            if executor is None:
+                scorer = self.spec_.scorer(self.backend_)
+                done = []
+                for chunk in chunks:
+                    done.append(scorer.predict(self.builder_.build_batch(chunk), self.builder_))
+                    bar.update()
+            else:
+                results = {}
+                shared = (self.spec_, self.pool_)
+                secret = self.spec_.has_secrets
+                for index, found in executor.map(
+                    fitted_copy, shared, predict_chunk, chunks, secrets=secret
+                ):
+                    results[index] = found
+                    bar.update()
+                done = [results[index] for index in range(len(chunks))]
+        return [prediction for chunk in done for prediction in chunk]
 
-    def predict(self, X: Any) -> npt.NDArray[Any]:
+    def predict(self, X: Any, *, executor: Executor | None = None) -> npt.NDArray[Any]:
         """The predicted label of each input (``None`` where generated text names no label).
+
+        ``executor`` spreads the work over worker processes or a Ray cluster (see
+        :meth:`predict_detailed`).
 
         Raises:
             NotFittedError: if :meth:`fit` has not been called.
@@ -259,21 +287,22 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         by_text = {str(c): c for c in self.classes_} if hasattr(self, "classes_") else {}
         labels = [
             None if p.label is None else by_text.get(p.label, p.label)
-            for p in self.predict_detailed(X)
+            for p in self.predict_detailed(X, executor=executor)
         ]
         return np.array(labels, dtype=object)
 
-    def predict_proba(self, X: Any) -> npt.NDArray[np.float64]:
+    def predict_proba(self, X: Any, *, executor: Executor | None = None) -> npt.NDArray[np.float64]:
         """Label probabilities, one row per input, columns in ``classes_`` order.
 
         With a method that has no label probabilities (``generate``) a row is one-hot on the
-        parsed answer (all zeros where it names no label).
+        parsed answer (all zeros where it names no label). ``executor``: see
+        :meth:`predict_detailed`.
 
         Raises:
             NotFittedError: if :meth:`fit` has not been called.
             BackendError: if the backend fails.
         """
-        predictions = self.predict_detailed(X)
+        predictions = self.predict_detailed(X, executor=executor)
         labels = list(self.spec_.labels)
         rows = np.zeros((len(predictions), len(labels)))
         for row, prediction in zip(rows, predictions, strict=True):
@@ -338,6 +367,17 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
 
     def _repr_mimebundle_(self, **kwargs: Any) -> dict[str, str]:
         return {"text/plain": repr(self), "text/html": self._repr_html_()}
+
+
+def fitted_copy(shared: tuple[PipelineSpec, Pool]) -> ICLClassifier:
+    """A worker's copy of a fitted classifier: the pipeline ``spec`` fitted on ``pool``."""
+    spec, pool = shared
+    return ICLClassifier.from_spec(spec).fit(pool)
+
+
+def predict_chunk(classifier: ICLClassifier, inputs: list[Any]) -> list[Prediction]:
+    """``classifier``'s predictions for one chunk of inputs (an executor's task)."""
+    return classifier.predict_detailed(inputs)
 
 
 def _plain(value: Any) -> Any:

@@ -70,6 +70,10 @@ class BackendError(IclkitError, RuntimeError):
     """A model backend failed: unreachable server, rejected request, missing capability."""
 
 
+class WorkerError(IclkitError, RuntimeError):
+    """A worker process or node that ran part of a job died, and the job stopped."""
+
+
 class PluginError(IclkitError, LookupError):
     """Base class of plugin registry errors."""
 

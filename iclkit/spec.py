@@ -309,6 +309,11 @@ class PipelineSpec(_Strict):
         blob = json.dumps(self.to_dict(), sort_keys=True).encode()
         return hashlib.sha256(blob).hexdigest()
 
+    @property
+    def has_secrets(self) -> bool:
+        """Whether the spec hands secret options (an ``api_key``, ...) to a component."""
+        return any(self._secrets.values())
+
     def with_secrets_of(self, other: PipelineSpec) -> PipelineSpec:
         """A copy of this spec that hands ``other``'s secret options to its components."""
         copy = self.model_copy()

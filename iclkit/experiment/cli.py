@@ -111,6 +111,37 @@ def _print_summary(report: Any) -> None:
 @click.option("--overwrite", is_flag=True, help="Delete the results already in --out.")
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @click.option("--no-html", is_flag=True, help="Do not write report.html.")
+@click.option(
+    "--jobs",
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes on this machine, each loading the model once (1: this process).",
+)
+@click.option(
+    "--threads",
+    metavar="N",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Torch threads per worker [default: the CPUs shared among --jobs; with --executor "
+    "ray: 1]. With ray, also the CPUs each task reserves on the cluster.",
+)
+@click.option(
+    "--executor",
+    type=click.Choice(["local", "ray"]),
+    default="local",
+    show_default=True,
+    help="local: this machine (--jobs processes); ray: tasks on a Ray cluster "
+    "(pip install 'iclkit[ray]').",
+)
+@click.option(
+    "--address",
+    metavar="ADDR",
+    default=None,
+    help="The Ray cluster to join (HOST:PORT, auto, ray://HOST:PORT) [default: $RAY_ADDRESS, "
+    "else a Ray instance started on this machine for the run].",
+)
 @_verbosity
 @friendly_errors
 def run(
@@ -121,6 +152,10 @@ def run(
     overwrite: bool,
     no_progress: bool,
     no_html: bool,
+    jobs: int,
+    threads: int | None,
+    executor: str,
+    address: str | None,
     verbose: int,
     quiet: bool,
 ) -> None:
@@ -137,15 +172,23 @@ def run(
     and not recomputed. A folder holding a different config's results is refused unless
     --resume (keep them; shared cells are reused) or --overwrite (delete them).
 
+    The grid runs in work units (cells that share prompts × run.batch_size queries): in this
+    process, in --jobs N processes, or as tasks on a Ray cluster (--executor ray). Only this
+    command writes OUT, one unit at a time; the finished results.jsonl is the same whichever
+    way the grid ran.
+
     \b
     Examples:
       iclkit run examples/quickstart.yaml
       iclkit run grid.yaml --out runs/sst2 --dry-run
+      iclkit run grid.yaml --jobs 2
+      iclkit run grid.yaml --executor ray --address HEAD_HOST:6379
     """
     from iclkit.experiment.config import load_config
     from iclkit.experiment.runner import plan_experiment, run_experiment
     from iclkit.experiment.tables import describe
 
+    chosen = _executor(executor, jobs, threads, address)
     with logging_to_stderr(verbose, quiet):
         config = load_config(config_path)
         folder = out if out is not None else Path("runs") / config.name
@@ -177,8 +220,36 @@ def run(
             overwrite=overwrite,
             progress=not (no_progress or quiet),
             html=not no_html,
+            executor=chosen,
         )
     _print_summary(report)
+
+
+def _executor(kind: str, jobs: int, threads: int | None, address: str | None) -> Any:
+    """The executor ``iclkit run``'s options describe (``run_units`` for this process).
+
+    Raises:
+        ConfigError: for options that do not go together.
+    """
+    from iclkit.errors import ConfigError
+    from iclkit.experiment.executors import ProcessExecutor, limit_threads
+    from iclkit.experiment.ray_executor import RayExecutor
+    from iclkit.experiment.runner import run_units
+
+    if kind == "ray":
+        if jobs != 1:
+            raise ConfigError(
+                "--jobs is the number of local processes; a Ray cluster runs as many units at "
+                "once as its CPUs allow. Fix: drop --jobs (--threads sets the CPUs per task)"
+            )
+        return RayExecutor(address, threads=threads or 1)
+    if address is not None:
+        raise ConfigError("--address is a Ray cluster's address. Fix: add --executor ray")
+    if jobs > 1:
+        return ProcessExecutor(jobs, threads)
+    if threads is not None:
+        limit_threads(threads)
+    return run_units
 
 
 @click.command()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Container, Iterator, Sequence
+from collections.abc import Callable, Container, Iterator, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -264,6 +264,14 @@ def run_units(
         yield unit, runner.run(unit, done)
 
 
+#: What runs a plan's pending units and yields each with its new records, in any order:
+#: :func:`run_units` (this process) or an executor of :mod:`iclkit.experiment.executors`.
+UnitExecutor = Callable[
+    [Plan, Sequence[WorkUnit], Container[tuple[str, str]]],
+    Iterator[tuple[WorkUnit, list[dict[str, Any]]]],
+]
+
+
 def run_experiment(
     config: ExperimentConfig,
     out: str | Path,
@@ -272,12 +280,14 @@ def run_experiment(
     overwrite: bool = False,
     progress: bool = True,
     html: bool = True,
+    executor: UnitExecutor = run_units,
 ) -> Report:
     """Run every unfinished prediction of the grid into ``out`` and render the report.
 
     The same as ``run_plan(plan_experiment(config), out, ...)``; ``html=False`` skips
-    ``report.html``. Nothing in ``out`` is deleted before the whole plan has been checked
-    against the data.
+    ``report.html``; ``executor`` runs the work units (default: this process; see
+    :mod:`iclkit.experiment.executors`). Nothing in ``out`` is deleted before the whole plan
+    has been checked against the data.
 
     Raises:
         ConfigError: if ``out`` holds another config's results and neither ``resume`` nor
@@ -293,6 +303,7 @@ def run_experiment(
         overwrite=overwrite,
         progress=progress,
         html=html,
+        executor=executor,
     )
 
 
@@ -304,12 +315,16 @@ def run_plan(
     overwrite: bool = False,
     progress: bool = True,
     html: bool = True,
+    executor: UnitExecutor = run_units,
 ) -> Report:
     """Run every unfinished prediction of ``plan`` into ``out`` and render the report.
 
-    Each work unit's predictions are appended to ``out/results.jsonl`` in one write; those
-    already there are skipped. A progress bar with ETA covers the whole grid. When every unit
-    is done, ``results.jsonl`` is put in plan order (the same file however the run went). The
+    ``executor`` runs the pending work units, here or in workers, and hands back their
+    records; only this function writes the folder. Each unit's predictions are appended to
+    ``out/results.jsonl`` in one write, as the unit finishes; predictions already there are
+    skipped (also when an executor hands a unit back twice). A progress bar with ETA covers
+    the whole grid. When every unit is done, ``results.jsonl`` is put in plan order (the
+    same file whatever the executor, the order of the units or the interruptions). The
     folder is locked for the run (see :meth:`ResultsStore.lock`): a second run on it stops
     with a clear error.
 
@@ -331,10 +346,12 @@ def run_plan(
             disable=not progress,
             dynamic_ncols=True,
         ) as bar:
-            for unit, records in run_units(plan, pending, done):
+            for unit, records in executor(plan, pending, done):
+                new = [r for r in records if (r["cell"], r["query"]) not in done]
+                done.update((r["cell"], r["query"]) for r in new)
                 first = plan.cell(unit.cells[0])
                 bar.set_postfix_str(f"{first.selector_name} k={first.k}", refresh=False)
-                store.append(records)
-                bar.update(len(records))
+                store.append(new)
+                bar.update(len(new))
         store.put_in_order(plan.order)
         return render_report(store.folder, html=html)
