@@ -93,6 +93,7 @@ class PromptBuilder:
         self.selector_ = selectors.create(self.selector)
         self.orderer_ = orderers.create(self.orderer)
         self.formatter_ = formatters.create(self.formatter)
+        self.selector_.set_prompt_format(self.formatter_, self.instruction)
         if self.k > 0:
             if restore_from is None:
                 self.selector_.fit(pool)
@@ -207,14 +208,17 @@ class PromptBuilder:
             )
         ]
         dropped: list[Demonstration] = []
+        cost = {}
+        if selection.calls or selection.tokens:
+            cost = {"selection_calls": selection.calls, "selection_tokens": selection.tokens}
         while True:
             ordered = self.orderer_.order(query, kept)
             prompt = self.formatter_.format(query, ordered, self.instruction)
             if self.token_budget is None:
-                return prompt
+                return prompt.model_copy(update=cost) if cost else prompt
             length = self.length_fn(prompt.text)
             if length <= self.token_budget:
-                return prompt.model_copy(update={"dropped": tuple(dropped)})
+                return prompt.model_copy(update={"dropped": tuple(dropped), **cost})
             if not kept:
                 raise TokenBudgetError(
                     f"the prompt is {length} tokens with no demonstrations, over the budget of "
