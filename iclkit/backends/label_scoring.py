@@ -83,7 +83,12 @@ class _Prepared:
 
 
 def _groups(prepared: Sequence[_Prepared], max_rows: int) -> list[list[int]]:
-    """Prompt indices in token order, cut into groups that share most of their head."""
+    """Prompt indices in token order, cut into groups that share most of their head.
+
+    Prompts that share their head with no neighbour (zero-shot prompts, per-query
+    demonstrations) are then batched together, up to ``max_rows`` rows: their short common
+    prefix runs once and their rows run as one padded batch instead of one forward each.
+    """
     groups: list[list[int]] = []
     rows = 0
     for i in sorted(range(len(prepared)), key=lambda i: prepared[i].head):
@@ -96,7 +101,19 @@ def _groups(prepared: Sequence[_Prepared], max_rows: int) -> list[list[int]]:
                 continue
         groups.append([i])
         rows = prepared[i].rows
-    return groups
+    batched: list[list[int]] = []
+    loners = False  # whether the last batch holds prompts that shared with no neighbour
+    rows = 0
+    for group in groups:
+        size = sum(prepared[i].rows for i in group)
+        if len(group) == 1 and loners and rows + size <= max_rows:
+            batched[-1].append(group[0])
+            rows += size
+            continue
+        batched.append(list(group))
+        loners = len(group) == 1
+        rows = size
+    return batched
 
 
 def splits_cleanly(model: PreTrainedModel) -> bool:

@@ -14,6 +14,7 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from iclkit.backends.base import Backend
     from iclkit.example import Example
     from iclkit.formatters.base import Formatter
     from iclkit.pool import Pool
@@ -63,13 +64,14 @@ class Selector(ABC):
         self.pool_ = pool
         return self
 
-    def set_prompt_format(  # noqa: B027 - an optional hook, empty by default
-        self, formatter: Formatter, instruction: str | None
+    def prepare(  # noqa: B027 - an optional hook, empty by default
+        self, formatter: Formatter, instruction: str | None, backend: Backend | None
     ) -> None:
-        """Learn how prompts are rendered (called by :class:`~iclkit.builder.PromptBuilder`).
+        """Learn how the pipeline renders and scores prompts (called by ``PromptBuilder.fit``).
 
         The default ignores it; selectors that score candidate prompts with a language model
-        (``cone``, ``mdl``) render them with the builder's formatter and instruction.
+        (``cone``, ``mdl``) render them with the builder's formatter and instruction and score
+        them with the pipeline's backend (``None`` when the builder has none).
         """
 
     def calls_per_query(self, k: int) -> int:

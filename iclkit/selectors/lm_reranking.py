@@ -1,13 +1,15 @@
 """The base of the selectors that re-rank nearest neighbours by a language model's own signal.
 
 ``cone`` and ``mdl`` fetch the ``fetch_k`` nearest pool examples by embedding (as ``knn``), then
-score candidate prompts with a real model through a backend (``backend``, default the bundled
-``local`` model; the weights are loaded once per process and shared with the pipeline's own
-``local`` backend) and keep the best. Candidate prompts are rendered with the builder's own
-formatter and instruction (:meth:`~iclkit.selectors.base.Selector.set_prompt_format`), so the
-model scores exactly what the pipeline would show it. All candidates of a batch of queries go
-to the backend together: the ``local`` backend runs prompts that share a prefix (the same
-candidate demonstration for several queries) on one key/value cache.
+score candidate prompts with a real model and keep the best. The model is the pipeline's own
+backend (handed over by the :class:`~iclkit.builder.PromptBuilder`, see
+:meth:`~iclkit.selectors.base.Selector.prepare`), so that what the selector scored is
+remembered when the pipeline scores it again; ``backend`` names another one (or the one to use
+outside a pipeline; default the bundled ``local`` model). Candidate prompts are rendered with
+the builder's own formatter and instruction, so the model scores exactly what the pipeline
+would show it. All candidates of a batch of queries go to the backend together: the ``local``
+backend runs prompts that share a prefix (the same candidate demonstration for several
+queries) on one key/value cache.
 """
 
 from __future__ import annotations
@@ -58,7 +60,8 @@ def _checked_backend(value: Any) -> dict[str, Any]:
 class LMRerankingSelector(RerankingSelector):
     """Base of ``cone`` and ``mdl``: nearest candidates, re-ranked by model scores.
 
-    Subclasses implement :meth:`rerank`. ``backend`` is a backend name or
+    Subclasses implement :meth:`rerank`. ``backend`` is ``None`` (the pipeline's own backend;
+    the bundled ``local`` model outside a pipeline), a backend name or
     ``{"name": ..., **options}`` (no secret options: give keys through the environment).
     Takes the options of :class:`~iclkit.selectors.embedding.EmbeddingSelector` too.
 
@@ -69,23 +72,27 @@ class LMRerankingSelector(RerankingSelector):
 
     def __init__(
         self,
-        fetch_k: int = 16,
-        backend: str | Mapping[str, Any] = "local",
+        fetch_k: int = 8,
+        backend: str | Mapping[str, Any] | None = None,
         **embedding: Unpack[EmbeddingOptions],
     ) -> None:
         super().__init__(fetch_k, **embedding)
-        self.backend = _checked_backend(backend)
+        self.backend = None if backend is None else _checked_backend(backend)
 
-    def set_prompt_format(self, formatter: Formatter, instruction: str | None) -> None:
-        """Keep the formatter and instruction that candidate prompts are rendered with."""
+    def prepare(
+        self, formatter: Formatter, instruction: str | None, backend: Backend | None
+    ) -> None:
+        """Keep the formatter and instruction of candidate prompts, and the pipeline's backend."""
         self.formatter_ = formatter
         self.instruction_ = instruction
+        if backend is not None and self.backend is None:
+            self.backend_: Backend = backend
 
     @property
     def scorer(self) -> Backend:
-        """The backend that scores candidate prompts (made on first use)."""
+        """The backend that scores candidate prompts (made on first use unless handed over)."""
         if not hasattr(self, "backend_"):
-            self.backend_: Backend = backends.create(self.backend)
+            self.backend_ = backends.create(self.backend or "local")
         return self.backend_
 
     def render(self, query: Example, chosen: Sequence[int]) -> Prompt:
@@ -98,7 +105,7 @@ class LMRerankingSelector(RerankingSelector):
         if not hasattr(self, "formatter_"):
             raise ConfigError(
                 f"{type(self).__name__} renders candidate prompts with the builder's formatter; "
-                "use it through PromptBuilder (or call set_prompt_format first)"
+                "use it through PromptBuilder (or call prepare first)"
             )
         demos = [
             Demonstration(index=i, score=None, rank=rank, example=self.pool[i])

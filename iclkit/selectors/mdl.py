@@ -48,10 +48,10 @@ class MDLSelector(LMRerankingSelector):
 
     def __init__(
         self,
-        sets: int = 8,
+        sets: int = 4,
         seed: int = 0,
-        fetch_k: int = 16,
-        backend: str | Mapping[str, Any] = "local",
+        fetch_k: int = 8,
+        backend: str | Mapping[str, Any] | None = None,
         **embedding: Unpack[EmbeddingOptions],
     ) -> None:
         super().__init__(fetch_k, backend, **embedding)
