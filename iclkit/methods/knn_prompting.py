@@ -12,8 +12,10 @@ divergence KL(anchor ‖ query). The whole pool informs each prediction, not onl
 demonstrations that fit in the context, and no calibration is needed: the model's label bias is
 shared by anchors and queries alike.
 
-Distributions are truncated to the ``top`` likeliest tokens and renormalised over them; a token
-in an anchor's top but not in the query's gets the query's lowest kept log-probability. Anchor
+Distributions are truncated to the ``top`` likeliest tokens. The divergence sums over each
+anchor's kept tokens, renormalised to sum to one; a token the query did not keep gets the most
+probability it can have, the smaller of the query's lowest kept probability and its mass left
+outside the kept tokens. Anchor
 distributions are stored on disk (:class:`~iclkit.methods.anchors.AnchorStore`, keyed by model
 and prompt), so a second run, or another pool holding the same examples, computes none again.
 """
@@ -96,11 +98,13 @@ class AnchorIndex:
         return cls(vocabulary, matrix, neg_entropy, tuple(labels))
 
     def divergences(self, queries: Sequence[Distribution]) -> npt.NDArray[np.float64]:
-        """KL(anchor ‖ query) for every anchor (rows) and query (columns)."""
+        """KL(anchor ‖ query) for every anchor (rows) and query (columns), as in the module."""
         logs = np.zeros((self.probabilities.shape[1], len(queries)))
         for column, found in enumerate(queries):
-            tokens, logprobs = _normalised(found)
-            logs[:, column] = logprobs.min()
+            tokens = list(found)
+            logprobs = np.array([found[token] for token in tokens], dtype=np.float64)
+            left = max(1.0 - float(np.exp(logprobs).sum()), 1e-12)
+            logs[:, column] = min(float(logprobs.min()), float(np.log(left)))
             for token, value in zip(tokens, logprobs, strict=True):
                 place = self.vocabulary.get(token)
                 if place is not None:
