@@ -36,6 +36,7 @@ def test_majority_is_the_pools_most_frequent_label(records):
     assert MajorityMethod.uses_backend is False
 
 
+@pytest.mark.slow
 def test_knn_vote_is_the_vote_of_the_nearest_pool_labels(records, embedding_cache):
     """With the real knn selector and bundled embedder: the method equals a hand vote."""
     pool = Pool.from_records(records)
@@ -54,6 +55,7 @@ def test_knn_vote_is_the_vote_of_the_nearest_pool_labels(records, embedding_cach
     assert weighted[0].probabilities["pos"] == pytest.approx(share, abs=1e-4)
 
 
+@pytest.mark.slow
 def test_choose_vote_k_picks_the_best_dev_k(records):
     pool = Pool.from_records(records)
     dev = Pool.from_records(

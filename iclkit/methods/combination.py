@@ -15,6 +15,7 @@ them once.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -46,9 +47,10 @@ def members(prompt: Prompt, sets: int, orders: int, seed: int) -> list[list[Demo
     """The demonstration lists of ``prompt``'s ensemble members, ``sets × orders`` at most.
 
     Group ``j`` holds the selected demonstrations whose rank is ``j`` modulo the number of
-    groups (at most one group per demonstration), in the prompt's order; order 0 keeps it,
-    order ``o > 0`` is the permutation drawn with ``(seed, o)`` (the same for every prompt
-    with groups of that size). A prompt without demonstrations is its own single member.
+    groups (at most one group per demonstration), in the prompt's order. Each group is shown
+    in ``orders`` distinct orders (all of them when it has fewer): the prompt's own, then
+    permutations drawn with ``seed`` (the same for every group of that size). A prompt
+    without demonstrations is its own single member.
     """
     shown = list(prompt.demonstrations)
     if not shown:
@@ -58,12 +60,14 @@ def members(prompt: Prompt, sets: int, orders: int, seed: int) -> list[list[Demo
     groups = [[d for d in shown if ranked[d.index] % count == j] for j in range(count)]
     result = []
     for group in groups:
-        for order in range(orders):
-            if order == 0:
-                result.append(group)
-            else:
-                permutation = np.random.default_rng([seed, order]).permutation(len(group))
-                result.append([group[int(i)] for i in permutation])
+        found = [tuple(range(len(group)))]
+        wanted = min(orders, math.factorial(len(group)))
+        rng = np.random.default_rng([seed, len(group)])
+        while len(found) < wanted:
+            permutation = tuple(int(i) for i in rng.permutation(len(group)))
+            if permutation not in found:
+                found.append(permutation)
+        result.extend([group[i] for i in permutation] for permutation in found)
     return result
 
 
