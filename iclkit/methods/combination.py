@@ -58,7 +58,7 @@ def members(prompt: Prompt, sets: int, orders: int, seed: int) -> list[list[Demo
     count = min(sets, len(shown))
     ranked = {demo.index: place for place, demo in enumerate(selected(prompt))}
     groups = [[d for d in shown if ranked[d.index] % count == j] for j in range(count)]
-    result = []
+    result: list[list[Demonstration]] = []
     for group in groups:
         found = [tuple(range(len(group)))]
         wanted = min(orders, math.factorial(len(group)))
