@@ -262,14 +262,15 @@ def evaluate_choice(
 def margin(rows: Sequence[Mapping[str, Any]]) -> tuple[float, str] | None:
     """The chosen row's accuracy minus the best baseline's, and that baseline's name.
 
-    A ``random`` baseline counts by its mean over seeds. ``None`` without both.
+    A ``random`` baseline counts by its mean over seeds; a chosen pipeline that is itself a
+    baseline counts as one (its margin over itself is 0). ``None`` without both.
     """
     chosen = [row for row in rows if row["role"] == "chosen"]
     baselines = [
         row
         for row in rows
         if row["role"] == "baseline (mean over seeds)"
-        or (row["role"] == "baseline" and row.get("baseline") != "random")
+        or (row.get("baseline") and row.get("baseline") != "random")
     ]
     if not chosen or not baselines:
         return None

@@ -90,3 +90,5 @@ def test_tune_evaluate_compares_the_choice_with_every_baseline_on_held_out_data(
         {"role": "baseline (mean over seeds)", "accuracy": 0.6, "baseline": "random"},
     ]
     assert margin(rows) == pytest.approx((0.15, "random"))
+    rows[0] = {"role": "chosen", "accuracy": 0.75, "baseline": "knn-vote"}
+    assert margin(rows) == (0.0, "knn-vote")  # a baseline chosen beats no baseline
