@@ -192,7 +192,11 @@ def _panel_key(row: Mapping[str, Any]) -> str:
 
 
 def _plot_k(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
-    """Accuracy vs k, one line per selector (mean over seeds, bars = std, dots = seeds)."""
+    """Accuracy vs k, one line per selector (mean over seeds, bars = std, dots = seeds).
+
+    One panel per backend, method and calibration; panels with a single k (no curve) are
+    left out when others have a curve.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -205,6 +209,8 @@ def _plot_k(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
     panels: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in chosen:
         panels[_panel_key(row)].append(row)
+    curves = {key: rows for key, rows in panels.items() if len({r["k"] for r in rows}) > 1}
+    panels = curves or panels
     figure, axes = plt.subplots(
         1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False, sharey=True
     )
