@@ -20,6 +20,8 @@ from iclkit.validation import check_int
 if TYPE_CHECKING:
     from typing_extensions import Self
 
+    from iclkit.backends.base import Backend
+
 ComponentSpec = str | Mapping[str, Any]
 QueryLike = str | Mapping[str, Any] | Example
 
@@ -45,7 +47,9 @@ class PromptBuilder:
 
     With ``token_budget`` set, demonstrations are dropped, least relevant first, until
     ``length_fn(prompt.text)`` fits; the prompt lists them in ``dropped``. A query that is also
-    in the pool (same id or same input) is never its own demonstration.
+    in the pool (same id or same input) is never its own demonstration. ``backend`` is the
+    model the prompts are for, handed to selectors that score candidates with it (``cone``,
+    ``mdl``); the builder itself never calls it.
 
     Raises:
         ConfigError: if ``k`` or ``token_budget`` is negative or not an integer.
@@ -61,6 +65,7 @@ class PromptBuilder:
         token_budget: int | None = None,
         length_fn: Callable[[str], int] = whitespace_length,
         allow_fewer: bool = False,
+        backend: Backend | None = None,
     ) -> None:
         self.selector = selector
         self.orderer = orderer
@@ -70,6 +75,7 @@ class PromptBuilder:
         self.token_budget = check_int("token_budget", token_budget, allow_none=True)
         self.length_fn = length_fn
         self.allow_fewer = allow_fewer
+        self.backend = backend
 
     def fit(self, pool: Pool, *, restore_from: Path | None = None) -> Self:
         """Resolve the components and fit the selector on ``pool``. Returns ``self``.
@@ -99,6 +105,7 @@ class PromptBuilder:
         self.selector_ = selectors.create(self.selector)
         self.orderer_ = orderers.create(self.orderer)
         self.formatter_ = formatters.create(self.formatter)
+        self.selector_.prepare(self.formatter_, self.instruction, self.backend)
         if self.k > 0:
             if restore_from is None:
                 self.selector_.fit(pool)
@@ -214,14 +221,17 @@ class PromptBuilder:
             )
         ]
         dropped: list[Demonstration] = []
+        cost = {}
+        if selection.calls or selection.tokens:
+            cost = {"selection_calls": selection.calls, "selection_tokens": selection.tokens}
         while True:
             ordered = self.orderer_.order(query, kept)
             prompt = self.formatter_.format(query, ordered, self.instruction)
             if self.token_budget is None:
-                return prompt
+                return prompt.model_copy(update=cost) if cost else prompt
             length = self.length_fn(prompt.text)
             if length <= self.token_budget:
-                return prompt.model_copy(update={"dropped": tuple(dropped)})
+                return prompt.model_copy(update={"dropped": tuple(dropped), **cost})
             if not kept:
                 raise TokenBudgetError(
                     f"the prompt is {length} tokens with no demonstrations, over the budget of "

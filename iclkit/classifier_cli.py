@@ -29,20 +29,35 @@ from iclkit.cli_errors import friendly_errors
     help="What to maximise on the dev split [default: the config's tune.metric, accuracy].",
 )
 @click.option("--overwrite", is_flag=True, help="Delete the dev-set results already in --out.")
+@click.option(
+    "--evaluate",
+    is_flag=True,
+    help="Then run the winner, each method family's best and the baselines on data.eval.",
+)
 @click.option("--no-progress", is_flag=True, help="Hide the progress bar.")
 @friendly_errors
 def tune(
-    config_path: Path, out: Path | None, metric: str | None, overwrite: bool, no_progress: bool
+    config_path: Path,
+    out: Path | None,
+    metric: str | None,
+    overwrite: bool,
+    evaluate: bool,
+    no_progress: bool,
 ) -> None:
     """Choose the best pipeline of CONFIG's grid on a dev split, and save it as a classifier.
 
     The grid runs on data.dev, or on tune.dev_size examples carved from the pool (they are
     then never demonstrations). data.eval is never read: evaluation labels cannot influence
     the choice. Pipelines are ranked by the metric, ties going to fewer prompt tokens per
-    query. The winner, fitted on the pool it was measured with, is saved to OUT/model; the
-    ranking goes to
+    query. The baselines (majority label, zero-shot, kNN label vote with its k chosen on the
+    dev split; see the config's baselines section) are ranked with them. The winner, fitted on
+    the pool it was measured with, is saved to OUT/model; the ranking goes to
     OUT/leaderboard.csv and .md, the dev-set run to OUT/grid. Re-running continues an
     interrupted grid.
+
+    With --evaluate, the winner, the best dev cell of every method family and every baseline
+    are then run on data.eval with that same pool (OUT/evaluation, OUT/evaluation.md with the
+    winner's margin over the best baseline); this comes after the choice and cannot change it.
 
     \b
     Examples:
@@ -56,7 +71,14 @@ def tune(
 
     config = load_config(config_path)
     folder = out if out is not None else Path("runs") / f"{config.name}-tune"
-    result = run_tune(config, folder, metric=metric, overwrite=overwrite, progress=not no_progress)
+    result = run_tune(
+        config,
+        folder,
+        metric=metric,
+        overwrite=overwrite,
+        progress=not no_progress,
+        evaluate=evaluate,
+    )
     shown = [c for c in LEADERBOARD_COLUMNS if c not in ("cell", "n")]
     varying = [
         c
@@ -68,6 +90,16 @@ def tune(
         click.echo(f"... {len(result.leaderboard) - 15} more rows in {folder / 'leaderboard.md'}")
     click.echo(f"\nSaved the winner to {result.model}")
     click.echo(f'  iclkit predict --model {result.model} --text "..."')
+    if result.evaluation is not None:
+        from iclkit.tuning import EVALUATION_COLUMNS, margin
+
+        click.echo("\nOn the evaluation set (data.eval):")
+        columns = [c for c in EVALUATION_COLUMNS if c not in ("accuracy_low", "accuracy_high")]
+        click.echo(markdown_table(result.evaluation, columns))
+        found = margin(result.evaluation)
+        if found is not None:
+            click.echo(f"\nChosen minus the best baseline ({found[1]}): {found[0]:+.3f}")
+        click.echo(f"Wrote {folder / 'evaluation.md'}")
 
 
 def _prediction_line(query: Any, prediction: Any, as_json: bool) -> str:

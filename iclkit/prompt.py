@@ -41,7 +41,9 @@ class Prompt(BaseModel):
     the answer in the demonstrations (for ``"Sentiment: {output}"`` a single space), so that
     ``text + answer_prefix + verbalized_label`` is how a demonstration reads.
     ``demonstrations`` are in final prompt order; ``dropped`` are those removed to fit the
-    token budget, least relevant first.
+    token budget, least relevant first. ``selection_calls`` and ``selection_tokens`` are the
+    model calls and prompt tokens the selector spent choosing the demonstrations (0 unless it
+    scores candidates with a language model).
     """
 
     model_config = ConfigDict(frozen=True)
@@ -53,6 +55,8 @@ class Prompt(BaseModel):
     dropped: tuple[Demonstration, ...] = ()
     instruction: str | None = None
     answer_prefix: str = ""
+    selection_calls: int = 0
+    selection_tokens: int = 0
 
     def to_json_dict(self) -> dict[str, Any]:
         """The JSON form printed by ``iclkit build --json``.

@@ -277,7 +277,8 @@ class PipelineSpec(_Strict):
         """An unfitted :class:`~iclkit.builder.PromptBuilder` for this spec.
 
         With a ``token_budget``, prompts are measured in ``backend``'s own tokens
-        (:meth:`~iclkit.backends.base.Backend.count_tokens`).
+        (:meth:`~iclkit.backends.base.Backend.count_tokens`); selectors that score candidates
+        with a model (``cone``, ``mdl``) score with ``backend``.
         """
         from iclkit.builder import PromptBuilder, whitespace_length
 
@@ -292,6 +293,7 @@ class PipelineSpec(_Strict):
             instruction=self.instruction,
             token_budget=self.token_budget,
             length_fn=length,
+            backend=backend,
         )
 
     def scorer(self, backend: Backend) -> Scorer:

@@ -14,16 +14,18 @@ from pathlib import Path
 
 import pytest
 
-from iclkit import BackendError
+from iclkit import BackendError, Pool, PromptBuilder
 from iclkit.backends.llama_server import LlamaServer, free_port
 from iclkit.backends.local import LocalBackend
 from iclkit.backends.openai import OpenAIBackend
 from iclkit.errors import ConfigError
 from iclkit.example import Example
 from iclkit.inference import LikelihoodClassifier
+from iclkit.methods import SelfConsistencyMethod
 from iclkit.prompt import Message, Prompt
 from iclkit.registry import backends
 
+ROOT = Path(__file__).resolve().parents[1]
 SECRET = "sk-test-DO-NOT-LEAK-4f9a1c"
 LABELS = {"0": "negative", "1": "positive"}
 
@@ -409,6 +411,18 @@ def test_chat_without_top_logprobs_names_the_alternative(faulty):
         backend(faulty.url, mode="chat").score([prompt()], [[" a", " b"]])
 
 
+def test_next_token_distributions_need_top_logprobs(faulty):
+    faulty.script = [("ok", chat(top={"positive": -0.2, "neg": -1.5}))]
+    (found,) = backend(faulty.url, mode="chat").next_token_logprobs([prompt()], 2)
+    assert found == {"positive": -0.2, "neg": -1.5}
+    assert faulty.requests[0][2]["top_logprobs"] == 2
+    faulty.script = [("ok", chat())]
+    with pytest.raises(BackendError, match="returned no top log-probabilities"):
+        backend(faulty.url, mode="chat").next_token_logprobs([prompt("other")], 2)
+    with pytest.raises(BackendError, match="without log-probabilities"):
+        backend(faulty.url, logprobs=False).next_token_logprobs([prompt()], 2)
+
+
 def test_bad_options(monkeypatch):
     with pytest.raises(ConfigError, match="mode"):
         OpenAIBackend(model="m", mode="edit")
@@ -611,3 +625,29 @@ def test_llama_server_behind_30_percent_faults_completes_every_request(llama_ser
     assert rerun.requests_sent_ == 0
     # Greedy answers can differ on a near tie (llama.cpp reuses cached prompt prefixes).
     assert equal >= 0.95 * len(prompts)
+
+
+@pytest.mark.slow
+def test_llama_server_self_consistency_and_next_token_distributions(llama_server, tmp_path):
+    """The generation and distribution methods through an OpenAI-compatible server."""
+    pool = Pool.load(ROOT / "examples" / "data" / "comparisons_cot.jsonl", input_fields="question")
+    template = "Q: {question}\nA: {rationale} So the answer is {output}."
+    formatter = {"name": "text", "template": template, "rationale_field": "rationale"}
+    words = {"yes": "yes", "no": "no"}
+    builder = PromptBuilder(selector="first", formatter={**formatter, "verbalizer": words}, k=3)
+    builder.fit(pool)
+    prompts = builder.build_batch(["Is 64 larger than 46?", "Is 5 larger than 50?"])
+    method = SelfConsistencyMethod(samples=3, temperature=1.0, max_tokens=16, seed=0)
+    backend = gemma(llama_server, tmp_path)
+    first = method.predict(prompts, builder, backend, words, None)
+    assert [len(p.samples) for p in first] == [3, 3]
+    assert all(p.label in (None, "yes", "no") for p in first)
+    rerun = gemma(llama_server, tmp_path)  # seeded samples are answered from the cache
+    assert [p.samples for p in method.predict(prompts, builder, rerun, words, None)] == [
+        p.samples for p in first
+    ]
+    assert rerun.requests_sent_ == 0
+    (remote,) = backend.next_token_logprobs([prompt()], 5)
+    (local,) = LocalBackend().next_token_logprobs([prompt()], 5)
+    assert len(remote) == 5 and all(value <= 0 for value in remote.values())
+    assert next(iter(remote)) == next(iter(local)).replace("▁", " ")

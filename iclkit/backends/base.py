@@ -83,6 +83,21 @@ class Backend(ABC):
                 the alternative, such as generation with answer parsing).
         """
 
+    def next_token_logprobs(self, prompts: Sequence[Prompt], top: int) -> list[dict[str, float]]:
+        """The ``top`` likeliest tokens to follow each ``prompt.text``, with log-probabilities.
+
+        One ``{token: logprob}`` mapping per prompt (natural log, over the whole vocabulary),
+        for methods that compare whole next-token distributions (``knn-prompting``). The
+        default raises: a backend that can answer overrides it.
+
+        Raises:
+            BackendError: if the backend cannot return next-token distributions.
+        """
+        raise BackendError(
+            f"{self.identity} cannot return next-token distributions. Fix: use the local "
+            "backend, or an OpenAI-compatible server with log-probabilities"
+        )
+
 
 def check_candidates(prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]) -> None:
     """Check that :meth:`Backend.score` got one list of candidates per prompt.

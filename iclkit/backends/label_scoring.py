@@ -83,7 +83,12 @@ class _Prepared:
 
 
 def _groups(prepared: Sequence[_Prepared], max_rows: int) -> list[list[int]]:
-    """Prompt indices in token order, cut into groups that share most of their head."""
+    """Prompt indices in token order, cut into groups that share most of their head.
+
+    Prompts that share their head with no neighbour (zero-shot prompts, per-query
+    demonstrations) are then batched together, up to ``max_rows`` rows: their short common
+    prefix runs once and their rows run as one padded batch instead of one forward each.
+    """
     groups: list[list[int]] = []
     rows = 0
     for i in sorted(range(len(prepared)), key=lambda i: prepared[i].head):
@@ -96,7 +101,19 @@ def _groups(prepared: Sequence[_Prepared], max_rows: int) -> list[list[int]]:
                 continue
         groups.append([i])
         rows = prepared[i].rows
-    return groups
+    batched: list[list[int]] = []
+    loners = False  # whether the last batch holds prompts that shared with no neighbour
+    rows = 0
+    for group in groups:
+        size = sum(prepared[i].rows for i in group)
+        if len(group) == 1 and loners and rows + size <= max_rows:
+            batched[-1].append(group[0])
+            rows += size
+            continue
+        batched.append(list(group))
+        loners = len(group) == 1
+        rows = size
+    return batched
 
 
 def splits_cleanly(model: PreTrainedModel) -> bool:
@@ -312,3 +329,50 @@ def score_shared(
         group_prompts = [prepared[i] for i in group]
         positions.extend(_decode_group(model, pad_id, group, group_prompts, prefixes))
     return _project_and_sum(model, positions, len(encoded))
+
+
+def next_token_states(
+    model: PreTrainedModel,
+    pad_id: int,
+    prompts: Sequence[list[int]],
+    prefixes: PrefixCache,
+    max_rows: int,
+) -> torch.Tensor:
+    """The decoder's last hidden state of each prompt: what its next-token distribution projects.
+
+    Prompts sharing a prefix are batched on it exactly as in :func:`score_shared` (each prompt
+    is a head with one single-token tail, so one row). Returns ``(len(prompts), hidden)`` in
+    input order; :func:`next_token_logprobs` projects them onto the vocabulary.
+    """
+    import torch
+
+    prepared = [_Prepared(head=list(ids), tails=[[pad_id]], skips=[0]) for ids in prompts]
+    states: list[torch.Tensor | None] = [None] * len(prompts)
+    for group in _groups(prepared, max_rows):
+        found = _decode_group(model, pad_id, group, [prepared[i] for i in group], prefixes)
+        for position in found:
+            states[position.prompt] = position.hidden[-1]
+    if not prompts:
+        return torch.zeros((0, int(model.config.hidden_size)))
+    return torch.stack([state for state in states if state is not None])
+
+
+def next_token_logprobs(
+    model: PreTrainedModel, states: torch.Tensor, top: int, chunk: int = 256
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``top`` likeliest next tokens of each hidden state: ``(token ids, log-probabilities)``.
+
+    Both are ``(len(states), top)``, likeliest first; the log-softmax runs over the whole
+    vocabulary, in chunks of ``chunk`` states.
+    """
+    import torch
+
+    ids, values = [], []
+    for start in range(0, len(states), chunk):
+        logprobs = torch.log_softmax(_project(model, states[start : start + chunk]).float(), -1)
+        best = torch.topk(logprobs, min(top, logprobs.shape[-1]), dim=-1)
+        ids.append(best.indices)
+        values.append(best.values)
+    if not ids:
+        return torch.zeros((0, top), dtype=torch.long), torch.zeros((0, top))
+    return torch.cat(ids), torch.cat(values)

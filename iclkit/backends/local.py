@@ -17,7 +17,13 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, Literal
 
 from iclkit.backends.base import Backend, ContinuationScore, check_candidates
-from iclkit.backends.label_scoring import score_naive, score_shared, splits_cleanly
+from iclkit.backends.label_scoring import (
+    next_token_logprobs,
+    next_token_states,
+    score_naive,
+    score_shared,
+    splits_cleanly,
+)
 from iclkit.backends.prefix_cache import PrefixCache
 from iclkit.bundled_models import BUNDLED_LM, load_causal_lm
 from iclkit.errors import BackendError, ConfigError
@@ -224,6 +230,43 @@ class LocalBackend(Backend):
         while len(self._scored) > _SCORED_ENTRIES:
             self._scored.popitem(last=False)
         return [self._scored[key] for key in keys]
+
+    def next_token_logprobs(self, prompts: Sequence[Prompt], top: int) -> list[dict[str, float]]:
+        """The ``top`` likeliest next tokens of each prompt with their log-probabilities.
+
+        Prompts that share a prefix are batched on it as in :meth:`score`, and the key/values
+        of recent prompts are reused; the log-softmax is over the whole vocabulary. Tokens are
+        the tokenizer's own token strings.
+
+        Raises:
+            BackendError: if a prompt exceeds the model's context, or the model's logits are
+                not its output embedding of the decoder's states (``splits_cleanly``).
+            ConfigError: if ``top`` is not positive or the model cannot be loaded.
+        """
+        import torch
+
+        check_int("top", top, minimum=1)
+        model, tokenizer = self._lm()
+        if not self._splits(model):
+            raise BackendError(
+                f"{self.identity}: next-token distributions need logits that are the output "
+                "embedding of the decoder's hidden states, which this model's are not"
+            )
+        encoded = []
+        for prompt in prompts:
+            ids = tokenizer(prompt.text).input_ids
+            self._check_length(len(ids) + 1, model, "a prompt plus its next token")
+            encoded.append(ids)
+        pad = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        with torch.inference_mode():
+            states = next_token_states(
+                model, pad, encoded, self._prefix_cache(model), self.batch_size
+            )
+            ids, values = next_token_logprobs(model, states, top)
+        return [
+            dict(zip(tokenizer.convert_ids_to_tokens(row.tolist()), map(float, lps), strict=True))
+            for row, lps in zip(ids, values, strict=True)
+        ]
 
     def _encode(
         self,

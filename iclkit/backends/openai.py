@@ -336,6 +336,29 @@ class OpenAIBackend(Backend):
             return self._score_first_token(prompts, candidates)
         return self._score_echo(prompts, candidates)
 
+    def next_token_logprobs(self, prompts: Sequence[Prompt], top: int) -> list[dict[str, float]]:
+        """The answer's first token with its ``top`` alternatives (``top_logprobs``) per prompt.
+
+        Servers cap ``top`` (OpenAI at 20; llama.cpp's server returns more).
+
+        Raises:
+            BackendError: if the server gives no log-probabilities, or a request fails as in
+                :meth:`generate`.
+        """
+        check_int("top", top, minimum=1)
+        if not self.logprobs:
+            raise BackendError(
+                f"{self.identity} was configured without log-probabilities (logprobs=False) "
+                "and cannot return next-token distributions"
+            )
+        found = self._first_tokens(prompts, top)
+        if any(not tokens for tokens in found):
+            raise BackendError(
+                f"{self.identity} returned no top log-probabilities (its server or model does "
+                "not support them)"
+            )
+        return found
+
     # -- scoring paths --------------------------------------------------------------------------
 
     def _score_echo(
@@ -391,15 +414,11 @@ class OpenAIBackend(Backend):
     def _score_first_token(
         self, prompts: Sequence[Prompt], candidates: Sequence[Sequence[str]]
     ) -> list[list[ContinuationScore]]:
-        params: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0}
-        if self.mode == "chat":
-            params |= {"logprobs": True, "top_logprobs": self.top_logprobs}
-        else:
-            params |= {"logprobs": self.top_logprobs}
-        responses = self._send([self._request(prompt, params) for prompt in prompts])
         scored = [
-            self._first_token_scores(self._top_tokens(response), options)
-            for response, options in zip(responses, candidates, strict=True)
+            self._first_token_scores(top, options)
+            for top, options in zip(
+                self._first_tokens(prompts, self.top_logprobs), candidates, strict=True
+            )
         ]
         ties = sum(not found for _, found in scored)
         if ties:
@@ -414,6 +433,16 @@ class OpenAIBackend(Backend):
                 self.top_logprobs,
             )
         return [scores for scores, _ in scored]
+
+    def _first_tokens(self, prompts: Sequence[Prompt], top: int) -> list[dict[str, float]]:
+        """The first answer token's ``top`` alternatives of each prompt (one request each)."""
+        params: dict[str, Any] = {"max_tokens": 1, "temperature": 0.0}
+        if self.mode == "chat":
+            params |= {"logprobs": True, "top_logprobs": top}
+        else:
+            params |= {"logprobs": top}
+        responses = self._send([self._request(prompt, params) for prompt in prompts])
+        return [self._top_tokens(response) for response in responses]
 
     def _top_tokens(self, response: dict[str, Any]) -> dict[str, float]:
         """The first answer token's alternatives as ``{token: logprob}`` (empty if none)."""

@@ -13,6 +13,7 @@ from iclkit.errors import ConfigError
 
 if TYPE_CHECKING:
     from iclkit.builder import PromptBuilder
+    from iclkit.example import Example
     from iclkit.prompt import Prompt
 
 #: Label probabilities: one row per prompt, one column per label, rows summing to one.
@@ -53,6 +54,53 @@ class Calibrator(ABC):
         Raises:
             ConfigError: if the shapes do not fit together.
         """
+
+
+class ProbeCalibrator(Calibrator):
+    """Divides out the mean label distribution of probe inputs put in the query's place.
+
+    Each probe is the prompt rebuilt around another input (same instruction, same
+    demonstrations in the same order); the mean of the probes' label probabilities estimates
+    the prompt's label bias, which :func:`divide_out` removes. Subclasses choose the inputs
+    (:meth:`probe_queries`): content-free strings (``contextual``), random in-domain words
+    (``domain``) or pool inputs (``batch``). Probes depend only on the prompt and the pool,
+    never on which other queries are predicted with it.
+    """
+
+    @abstractmethod
+    def probe_queries(self, prompt: Prompt, builder: PromptBuilder) -> list[Example]:
+        """The inputs put in the place of ``prompt``'s query (labels unused)."""
+
+    def probes(self, prompt: Prompt, builder: PromptBuilder) -> list[Prompt]:
+        """``prompt`` rebuilt with each of :meth:`probe_queries` in place of its query.
+
+        Raises:
+            TemplateError: if the builder cannot render a probe.
+        """
+        return [
+            builder.render(query, prompt.demonstrations)
+            for query in self.probe_queries(prompt, builder)
+        ]
+
+    def calibrate(
+        self, probabilities: Probabilities, probes: Sequence[Probabilities]
+    ) -> Probabilities:
+        """Divide each prompt's probabilities by the mean over its probes.
+
+        Raises:
+            ConfigError: if a prompt has no probes or the shapes do not fit.
+        """
+        if len(probes) != len(probabilities) or any(len(group) == 0 for group in probes):
+            raise ConfigError(f"{type(self).__name__} needs the probes of every prompt")
+        bias = np.array([np.mean(group, axis=0) for group in probes])
+        return divide_out(probabilities, bias)
+
+
+def same_fields(query: Example, text: str) -> str | dict[str, str]:
+    """``text`` as an input shaped like ``query``'s: the string, or every named field set to it."""
+    if isinstance(query.input, str):
+        return text
+    return dict.fromkeys(query.input, text)
 
 
 def divide_out(probabilities: Probabilities, prior: Probabilities) -> Probabilities:

@@ -7,84 +7,40 @@ none of it; readers never see a half-written vector. The default file is
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import sqlite3
-from collections.abc import Iterator, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 
-from iclkit.bundled_models import cache_dir
+from iclkit.disk_store import DiskStore
 from iclkit.embedding.base import Embedder, Vectors
 
 logger = logging.getLogger("iclkit.embedding")
 
-_CHUNK = 500  # SQLite host parameters per lookup query
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS vectors (
-    identity TEXT NOT NULL,
-    key BLOB NOT NULL,
-    vector BLOB NOT NULL,
-    PRIMARY KEY (identity, key)
-) WITHOUT ROWID
-"""
 
-
-def _key(text: str) -> bytes:
-    return hashlib.sha256(text.encode("utf-8")).digest()
-
-
-class EmbeddingCache:
+class EmbeddingCache(DiskStore):
     """Stores embedding vectors on disk, keyed by the embedder's identity and the exact text.
 
     ``path`` is the SQLite file (default ``<iclkit cache>/embeddings.sqlite``), created on first
     write. Several processes may share it.
     """
 
-    def __init__(self, path: str | Path | None = None) -> None:
-        self.path = path
-
-    @property
-    def file(self) -> Path:
-        """The SQLite file in use."""
-        return Path(self.path) if self.path is not None else cache_dir() / "embeddings.sqlite"
-
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        self.file.parent.mkdir(parents=True, exist_ok=True)
-        with closing(sqlite3.connect(self.file, timeout=60)) as connection:
-            connection.execute("PRAGMA journal_mode=WAL")
-            connection.execute(_SCHEMA)
-            yield connection
+    table = "vectors"
+    column = "vector"
+    filename = "embeddings.sqlite"
 
     def get(self, identity: str, texts: Sequence[str]) -> dict[str, Vectors]:
         """The cached vectors of those ``texts`` that have one, by text."""
-        by_key = {_key(text): text for text in texts}
-        found: dict[str, Vectors] = {}
-        keys = list(by_key)
-        with self._connect() as connection:
-            for start in range(0, len(keys), _CHUNK):
-                chunk = keys[start : start + _CHUNK]
-                marks = ",".join("?" * len(chunk))
-                rows = connection.execute(
-                    f"SELECT key, vector FROM vectors WHERE identity = ? AND key IN ({marks})",
-                    [identity, *chunk],
-                )
-                for key, blob in rows:
-                    found[by_key[key]] = np.frombuffer(blob, dtype=np.float32)
-        return found
+        return {
+            text: np.frombuffer(blob, dtype=np.float32)
+            for text, blob in self.get_values(identity, texts).items()
+        }
 
     def put(self, identity: str, texts: Sequence[str], vectors: Vectors) -> None:
         """Store ``vectors[i]`` for ``texts[i]``, all in one transaction."""
-        rows = [
-            (identity, _key(text), np.ascontiguousarray(vector, dtype=np.float32).tobytes())
-            for text, vector in zip(texts, vectors, strict=True)
-        ]
-        with self._connect() as connection, connection:
-            connection.executemany("INSERT OR REPLACE INTO vectors VALUES (?, ?, ?)", rows)
+        blobs = [np.ascontiguousarray(v, dtype=np.float32).tobytes() for v in vectors]
+        self.put_values(identity, texts, blobs)
 
 
 @dataclass(frozen=True)

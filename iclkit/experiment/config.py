@@ -210,6 +210,30 @@ class RunConfig(_Strict):
     unrelated_labels: list[str] = Field(default_factory=lambda: list(DEFAULT_UNRELATED))
 
 
+BaselineName = Literal["majority", "zero-shot", "knn-vote", "random"]
+DEFAULT_BASELINES: tuple[BaselineName, ...] = ("majority", "zero-shot", "knn-vote")
+
+
+class BaselineConfig(_Strict):
+    """The baselines ``iclkit run`` and ``iclkit tune`` add to a grid (marked in every table).
+
+    ``include`` lists them: ``majority`` (the pool's most frequent label), ``zero-shot`` (the
+    pipeline with k = 0 and no calibration), ``knn-vote`` (the label vote of the ``k`` nearest
+    pool examples by the bundled embeddings, ``k`` the best of ``knn_vote_k`` on the dev split),
+    ``random`` (the pipeline on ``random_seeds`` fixed random sets of ``random_k``
+    demonstrations, no calibration); ``[]`` adds none.
+    """
+
+    include: list[BaselineName] = Field(default_factory=lambda: list(DEFAULT_BASELINES))
+    knn_vote_k: list[Annotated[int, Field(gt=0)]] = Field(
+        default_factory=lambda: [1, 2, 4, 8, 16, 32], min_length=1
+    )
+    random_k: int = Field(default=4, gt=0)
+    random_seeds: list[Annotated[int, Field(ge=0)]] = Field(
+        default_factory=lambda: [0, 1, 2], min_length=1
+    )
+
+
 class TuneConfig(_Strict):
     """How ``iclkit tune`` chooses: the metric, and the dev split carved from the pool.
 
@@ -267,6 +291,7 @@ class ExperimentConfig(_Strict):
     mappings whose cells are joined (the same cell listed twice runs once); each key is a
     pipeline field or a dotted path into one, or an ablation (``label_mode``: gold | random |
     flipped | unrelated; ``permutations: N``: the same demonstrations in N orders).
+    ``baselines`` (:class:`BaselineConfig`) are added to the grid and marked in the tables.
 
     ``name`` is also the default output folder ``runs/<name>``: 1 to 100 letters, digits,
     ``.``, ``_`` or ``-``, starting with a letter or digit. One grid may have at most
@@ -283,6 +308,7 @@ class ExperimentConfig(_Strict):
     sweep: list[dict[str, Any]] = Field(min_length=1)
     run: RunConfig = Field(default_factory=RunConfig)
     tune: TuneConfig = Field(default_factory=TuneConfig)
+    baselines: BaselineConfig = Field(default_factory=BaselineConfig)
 
     @model_validator(mode="before")
     @classmethod

@@ -194,7 +194,21 @@ def load_data(config: DataConfig) -> ExperimentData:
             the label space, an empty evaluation input, or an empty slice.
         ConfigError: if ``config.eval`` is not set.
     """
-    pool, evaluation = load_pool(config), _load_split(config, "eval")
+    return with_evaluation(config, load_pool(config))
+
+
+def with_evaluation(config: DataConfig, pool: Pool) -> ExperimentData:
+    """``config``'s evaluation set beside a given ``pool``.
+
+    ``iclkit tune --evaluate`` passes the pool its saved winner was fitted on (the pool less
+    the dev split), so that the held-out run measures exactly the saved pipeline.
+
+    Raises:
+        FileNotFoundError: if the evaluation file does not exist.
+        DataError: as :func:`load_data`, for the evaluation set.
+        ConfigError: if ``config.eval`` is not set.
+    """
+    evaluation = _load_split(config, "eval")
     _check(evaluation, "eval", config)
     return ExperimentData(pool=pool, eval=evaluation, fingerprint=_fingerprint(pool, evaluation))
 

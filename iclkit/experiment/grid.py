@@ -137,35 +137,62 @@ def expand_grid(config: ExperimentConfig, context: str, pool_size: int) -> list[
             chosen = dict(zip(keys, combination, strict=True))
             for key in _paths_in_order(keys):
                 set_path(raw, key, chosen[key])
-            raw = _collapse(raw)
-            label_mode = raw.pop("label_mode", "gold")
-            spec = PipelineSpec.model_validate(raw)
-            if spec.k > pool_size:
+            made = cells_of(raw, context, orders)
+            if made[0].k > pool_size:
                 where = "sweep.k" if len(config.sweep) == 1 else f"sweep[{number}].k"
                 raise ConfigError(
-                    f"{where}: k={spec.k} is larger than the pool ({pool_size} examples after "
-                    f"data.pool_slice/pool_size and the dev split); allowed: 0 to {pool_size}"
+                    f"{where}: k={made[0].k} is larger than the pool ({pool_size} examples "
+                    f"after data.pool_slice/pool_size and the dev split); allowed: 0 to "
+                    f"{pool_size}"
                 )
-            if spec.k == 0 or not _random(spec, label_mode):
-                raw["seed"] = None
-            for permutation in range(min(orders if spec.k else 1, math.factorial(spec.k))):
-                cell = Cell.model_validate({**raw, "label_mode": label_mode})
-                cell = cell.model_copy(update={"permutation": permutation})
-                blob = json.dumps([context, cell.params()], sort_keys=True).encode()
-                cell = cell.model_copy(update={"id": hashlib.sha256(blob).hexdigest()[:12]})
+            for cell in made:
                 cells.setdefault(cell.id, cell)
     return list(cells.values())
+
+
+def cells_of(raw: dict[str, Any], context: str, orders: int = 1) -> list[Cell]:
+    """The cells of one pipeline mapping (with ``label_mode``): one per demonstration order.
+
+    What does not apply is dropped (see :func:`expand_grid`); each cell's id is a hash of its
+    parameters and ``context``.
+    """
+    raw = _collapse(copy.deepcopy(raw))
+    label_mode = raw.pop("label_mode", "gold")
+    spec = PipelineSpec.model_validate(raw)
+    if spec.k == 0 or not _random(spec, label_mode):
+        raw["seed"] = None
+    cells = []
+    for permutation in range(min(orders if spec.k else 1, math.factorial(spec.k))):
+        cell = Cell.model_validate({**raw, "label_mode": label_mode})
+        cell = cell.model_copy(update={"permutation": permutation})
+        blob = json.dumps([context, cell.params()], sort_keys=True).encode()
+        cells.append(cell.model_copy(update={"id": hashlib.sha256(blob).hexdigest()[:12]}))
+    return cells
+
+
+def scoring_calls(cell: PipelineSpec) -> int:
+    """Model calls the cell's method makes per query, the calibrator's probes included.
+
+    One scoring (ensembles and sampling: several), each with the calibrator's probes (fewer
+    when queries share their demonstrations and so their probes); none for a method that does
+    not use the backend.
+    """
+    method = methods.create(cell.classifier.method)
+    if not method.uses_backend:
+        return 0
+    probes = 0
+    if cell.classifier.calibration is not None:
+        probes = calibrators.create(cell.classifier.calibration).probes_per_prompt()
+    return method.calls_per_prompt() * (1 + probes)
 
 
 def model_calls(cell: PipelineSpec, n_queries: int) -> int:
     """How many prompts the cell scores for ``n_queries`` evaluation queries (at most).
 
-    One per query, plus the calibrator's probes of each (fewer when queries share their
-    demonstrations and so their probes); none for a method that does not use the backend.
+    Per query, the method's :func:`scoring_calls` plus what an LM-aware selector (``cone``,
+    ``mdl``) spends choosing the demonstrations.
     """
-    if not methods.get(cell.classifier.method["name"]).uses_backend:
-        return 0
-    probes = 0
-    if cell.classifier.calibration is not None:
-        probes = calibrators.create(cell.classifier.calibration).probes_per_prompt()
-    return n_queries * (1 + probes)
+    selecting = 0
+    if cell.k > 0:
+        selecting = selectors.create(cell.options("selector")).calls_per_query(cell.k)
+    return n_queries * (scoring_calls(cell) + selecting)

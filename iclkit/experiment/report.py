@@ -73,14 +73,14 @@ def seeds_rows(
     bootstrap interval when the rows have one. ``compact`` leaves out the columns that have
     one value in every row (except selector and k), for printing.
     """
-    columns = [c for c in CELL_COLUMNS if c != "seed"]
+    columns = ["baseline", *(c for c in CELL_COLUMNS if c != "seed")]
     if compact:
         columns = [
-            c for c in columns if c in ("selector", "k") or len({str(r[c]) for r in rows}) > 1
+            c for c in columns if c in ("selector", "k") or len({str(r.get(c)) for r in rows}) > 1
         ]
     shown = [
         {
-            **{column: format_value(row[column]) for column in columns},
+            **{column: format_value(row.get(column)) for column in columns},
             "seeds": str(row["seeds"]),
             "accuracy": plus_minus(row["accuracy_mean"], row["accuracy_std"], row["seeds"]),
             "accuracy 95% CI": interval_text(row, "accuracy"),
@@ -110,7 +110,9 @@ def _summary_markdown(name: str, report: Report, n_records: int) -> str:
         "over the evaluation set; ± is the sample standard deviation over seeds (— for one "
         "seed: one value has no measurable spread); intervals are 95% bootstrap confidence "
         "intervals over the evaluation queries. Incomplete cells (an interrupted run) appear "
-        "only in the per-cell table, with their n.",
+        "only in the per-cell table, with their n. Rows with a baseline name are the "
+        "baselines every pipeline should beat (majority label; zero-shot; kNN label vote, "
+        "no model; fixed random sets).",
         "",
         "## Mean over seeds",
         "",
@@ -129,6 +131,7 @@ def _summary_markdown(name: str, report: Report, n_records: int) -> str:
             ],
             [
                 "cell",
+                "baseline",
                 *CELL_COLUMNS,
                 "n",
                 "accuracy",
@@ -189,7 +192,11 @@ def _panel_key(row: Mapping[str, Any]) -> str:
 
 
 def _plot_k(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
-    """Accuracy vs k, one line per selector (mean over seeds, bars = std, dots = seeds)."""
+    """Accuracy vs k, one line per selector (mean over seeds, bars = std, dots = seeds).
+
+    One panel per backend, method and calibration; panels with a single k (no curve) are
+    left out when others have a curve.
+    """
     import matplotlib
 
     matplotlib.use("Agg")
@@ -202,6 +209,8 @@ def _plot_k(rows: Sequence[Mapping[str, Any]], path: Path) -> bool:
     panels: dict[str, list[Mapping[str, Any]]] = defaultdict(list)
     for row in chosen:
         panels[_panel_key(row)].append(row)
+    curves = {key: rows for key, rows in panels.items() if len({r["k"] for r in rows}) > 1}
+    panels = curves or panels
     figure, axes = plt.subplots(
         1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False, sharey=True
     )
@@ -299,7 +308,7 @@ def render_report(folder: str | Path, *, html: bool = True) -> Report:
     seeds = over_seeds(rows)
     add_intervals(seeds, rows, records, labels)
     report = Report(cells=rows, seeds=seeds, orders=order_spread(rows), files=[])
-    columns = ["cell", *CELL_COLUMNS, "n", "accuracy", "accuracy_low", "accuracy_high"]
+    columns = ["cell", "baseline", *CELL_COLUMNS, "n", "accuracy", "accuracy_low", "accuracy_high"]
     columns += ["macro_f1", "macro_f1_low", "macro_f1_high", "tokens", "calls"]
     write_atomic(store.folder / SUMMARY_CSV, _csv(rows, columns))
     name = str(info.get("name", store.folder.name))

@@ -28,9 +28,10 @@ from iclkit.builder import PromptBuilder
 from iclkit.errors import ConfigError
 from iclkit.example import Example
 from iclkit.experiment.ablations import permute, relabel
+from iclkit.experiment.baselines import baseline_cells
 from iclkit.experiment.config import ExperimentConfig
-from iclkit.experiment.data import ExperimentData, load_data
-from iclkit.experiment.grid import Cell, context_key, expand_grid, model_calls
+from iclkit.experiment.data import ExperimentData, load_data, load_dev_data
+from iclkit.experiment.grid import Cell, context_key, expand_grid, model_calls, scoring_calls
 from iclkit.experiment.preflight import check_prompts
 from iclkit.experiment.report import Report, render_report
 from iclkit.experiment.store import ResultsStore
@@ -57,7 +58,11 @@ class WorkUnit:
 
 @dataclass(frozen=True)
 class Plan:
-    """An expanded experiment: its data, cells, work units and the model calls of each cell."""
+    """An expanded experiment: its data, cells, work units and the model calls of each cell.
+
+    ``baselines`` maps the id of each baseline cell to its baseline's name (see
+    :mod:`iclkit.experiment.baselines`); ``baseline_info`` records how they were set up.
+    """
 
     config: ExperimentConfig
     data: ExperimentData
@@ -65,6 +70,8 @@ class Plan:
     units: list[WorkUnit]
     calls: dict[str, int]
     grid_hash: str
+    baselines: dict[str, str] = field(default_factory=dict)
+    baseline_info: dict[str, Any] = field(default_factory=dict)
     _cells: dict[str, Cell] = field(init=False, repr=False, compare=False)
     _queries: dict[str, Example] = field(init=False, repr=False, compare=False)
 
@@ -100,9 +107,18 @@ class Plan:
             "labels": list(self.config.data.labels),
             "eval_size": len(self.data.eval),
             "pool_size": len(self.data.pool),
-            "cells": [{"id": cell.id, "params": cell.params()} for cell in self.cells],
+            "cells": [
+                {"id": cell.id, "params": cell.params(), "baseline": self.baselines.get(cell.id)}
+                for cell in self.cells
+            ],
+            "baselines": self.baseline_info,
             "config": self.config.model_dump(mode="json"),
         }
+
+    def only(self, cell_ids: Container[str]) -> Plan:
+        """The same plan with only the cells in ``cell_ids`` (their units and calls)."""
+        cells = [cell for cell in self.cells if cell.id in cell_ids]
+        return _plan(self.config, self.data, cells, self.baselines, self.baseline_info)
 
 
 def _units(cells: Sequence[Cell], queries: Sequence[Example], size: int) -> list[WorkUnit]:
@@ -118,10 +134,19 @@ def _units(cells: Sequence[Cell], queries: Sequence[Example], size: int) -> list
     return units
 
 
-def plan_experiment(config: ExperimentConfig, data: ExperimentData | None = None) -> Plan:
-    """Load the data and expand the grid into cells and work units, without loading a model.
+def plan_experiment(
+    config: ExperimentConfig,
+    data: ExperimentData | None = None,
+    dev: ExperimentData | None = None,
+) -> Plan:
+    """Load the data and expand the grid, with its baselines, into cells and work units.
 
     ``data`` replaces what ``config.data`` describes (``iclkit tune`` passes its dev split).
+    ``dev`` is the split the ``knn-vote`` baseline's k is chosen on; by default the dev split
+    ``iclkit tune`` would carve from the pool (at most half of it), so that ``iclkit run``
+    chooses it as ``iclkit tune`` does and never on the evaluation set. Choosing it embeds
+    the pool with the bundled embedder (through the embedding cache); nothing else loads a
+    model.
 
     Raises:
         FileNotFoundError: if a data file does not exist.
@@ -138,13 +163,36 @@ def plan_experiment(config: ExperimentConfig, data: ExperimentData | None = None
             )
         data = load_data(config.data)
     context = context_key(config, data.fingerprint)
-    cells = expand_grid(config, context, len(data.pool))
-    check_prompts(cells, data, "eval" if given is None else "dev")
+    grid = expand_grid(config, context, len(data.pool))
+    check_prompts(grid, data, "dev" if given is not None and given is dev else "eval")
+    size = min(config.tune.dev_size, len(data.pool) // 2)
+    if dev is None and "knn-vote" in config.baselines.include and size > 0:
+        dev = load_dev_data(config.data, size, config.tune.dev_seed)
+    baselines = baseline_cells(config, len(data.pool), context, dev)
+    known = set(baselines.names)
+    cells = baselines.cells + [cell for cell in grid if cell.id not in known]
+    return _plan(config, data, cells, baselines.names, baselines.info)
+
+
+def _plan(
+    config: ExperimentConfig,
+    data: ExperimentData,
+    cells: list[Cell],
+    baselines: dict[str, str],
+    baseline_info: dict[str, Any],
+) -> Plan:
     calls = {cell.id: model_calls(cell, len(data.eval)) for cell in cells}
     grid_hash = hashlib.sha256(" ".join(sorted(calls)).encode()).hexdigest()[:16]
     units = _units(cells, list(data.eval), config.run.batch_size)
     return Plan(
-        config=config, data=data, cells=cells, units=units, calls=calls, grid_hash=grid_hash
+        config=config,
+        data=data,
+        cells=cells,
+        units=units,
+        calls=calls,
+        grid_hash=grid_hash,
+        baselines={cell.id: baselines[cell.id] for cell in cells if cell.id in baselines},
+        baseline_info=baseline_info,
     )
 
 
@@ -227,7 +275,7 @@ class UnitRunner:
                 continue
             chosen = [by_query[q] for q in todo[cell.id]]
             predictions = cell.pipeline(unrelated).scorer(backend).predict(chosen, view)
-            calls = model_calls(cell, 1)
+            calls = scoring_calls(cell)
             for prompt, prediction in zip(chosen, predictions, strict=True):
                 records.append(_record(cell, prompt, prediction, backend, calls))
         return records
@@ -249,9 +297,24 @@ def _record(
         "output": prediction.text,
         "prediction": prediction.label,
         "gold": prompt.query.output,
-        "prompt_tokens": backend.count_tokens(prompt.text) if calls else 0,
-        "model_calls": calls,
+        **_cost(prompt, prediction, backend, calls),
         "params": cell.params(),
+    }
+
+
+def _cost(prompt: Prompt, prediction: Prediction, backend: Backend, calls: int) -> dict[str, int]:
+    """The prompt tokens and model calls one prediction cost, choosing its demonstrations too.
+
+    The method's own count when it gives one (ensembles, sampling), else one scoring of the
+    prompt with ``calls`` model calls (probes included); none for a method without a model.
+    """
+    tokens = prediction.prompt_tokens
+    if tokens is None:
+        tokens = backend.count_tokens(prompt.text) if calls else 0
+    made = calls if prediction.model_calls is None else prediction.model_calls
+    return {
+        "prompt_tokens": tokens + prompt.selection_tokens,
+        "model_calls": made + prompt.selection_calls,
     }
 
 

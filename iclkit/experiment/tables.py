@@ -62,9 +62,11 @@ def cell_rows(
     """One row per cell: its columns, the number of predictions, accuracy and macro-F1.
 
     ``tokens`` and ``calls`` are the mean prompt tokens and model calls per query (the cost
-    of a prediction); ``params`` is the cell's full spec.
+    of a prediction); ``params`` is the cell's full spec; ``baseline`` names the baseline the
+    cell is (``majority``, ``zero-shot``, ``knn-vote``, ``random``), ``None`` for the others.
 
-    ``cells`` are ``{"id": ..., "params": {...}}`` mappings (as in ``run.json``); cells with
+    ``cells`` are ``{"id": ..., "params": {...}, "baseline": ...}`` mappings (as in
+    ``run.json``; ``baseline`` optional); cells with
     no predictions yet get ``n = 0`` and empty metrics. ``complete`` says whether the cell
     has all ``expected`` predictions (an interrupted run leaves cells incomplete); only
     complete cells enter :func:`over_seeds` and :func:`order_spread`.
@@ -77,7 +79,12 @@ def cell_rows(
         found = by_cell.get(cell["id"], [])
         gold = [record["gold"] for record in found]
         predicted = [record["prediction"] for record in found]
-        row: dict[str, Any] = {"cell": cell["id"], **describe(cell["params"]), "n": len(found)}
+        row: dict[str, Any] = {
+            "cell": cell["id"],
+            "baseline": cell.get("baseline"),
+            **describe(cell["params"]),
+            "n": len(found),
+        }
         row["accuracy"] = accuracy(gold, predicted) if found else None
         row["macro_f1"] = macro_f1(gold, predicted, labels) if found else None
         for column, key in (("tokens", "prompt_tokens"), ("calls", "model_calls")):
@@ -114,6 +121,7 @@ def over_seeds(rows: Sequence[Mapping[str, Any]]) -> list[dict[str, Any]]:
         first = members[0]
         table.append(
             {
+                "baseline": first.get("baseline"),
                 **{column: first[column] for column in CELL_COLUMNS if column != "seed"},
                 "seeds": len(members),
                 "accuracy_mean": accuracy_mean,

@@ -35,7 +35,7 @@ Backends are given as instances, registered names or ``{"name": ..., **options}`
 
 from iclkit.inference.classify import GenerationClassifier, LikelihoodClassifier
 from iclkit.inference.labels import LabelSpace, LabelSpec, ScoreMethod, label_probabilities
-from iclkit.inference.parsing import parse_answer
+from iclkit.inference.parsing import parse_answer, parse_reasoned
 from iclkit.inference.prediction import Prediction
 
 __all__ = [
@@ -47,4 +47,5 @@ __all__ = [
     "ScoreMethod",
     "label_probabilities",
     "parse_answer",
+    "parse_reasoned",
 ]

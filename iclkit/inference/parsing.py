@@ -25,3 +25,18 @@ def parse_answer(text: str, space: LabelSpace) -> str | None:
         if match:
             found.append((match.start(), -len(word), label))
     return min(found)[2] if found else None
+
+
+def parse_reasoned(text: str, space: LabelSpace, marker: str | None) -> str | None:
+    """The label a chain-of-thought answer gives after its last ``marker``, or ``None``.
+
+    With ``marker`` (``"So the answer is"``, matched ignoring case) the answer is what
+    follows its last occurrence, parsed by :func:`parse_answer`; text without the marker has
+    no answer. Without ``marker`` the whole text is parsed.
+    """
+    if marker is None:
+        return parse_answer(text, space)
+    position = text.lower().rfind(marker.lower())
+    if position < 0:
+        return None
+    return parse_answer(text[position + len(marker) :], space)

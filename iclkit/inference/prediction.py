@@ -17,7 +17,10 @@ class Prediction:
     ``probabilities`` the distribution over labels the decision was taken from (after
     calibration, when used; empty for generation); ``scores`` the raw label log-likelihoods
     (empty for generation); ``text`` the generated answer (generation only); ``prompt`` the
-    prompt that was scored, with its demonstrations (the provenance).
+    prompt that was scored, with its demonstrations (the provenance). ``prompt_tokens`` and
+    ``model_calls`` are what the method sent to the model for this query when that is more
+    than one scoring of ``prompt`` (ensembles, sampling); ``None`` leaves the count to the
+    caller. ``samples`` are the sampled answers a vote was taken over (self-consistency).
     """
 
     label: str | None
@@ -25,6 +28,9 @@ class Prediction:
     scores: dict[str, ContinuationScore] = field(default_factory=dict)
     text: str | None = None
     prompt: Prompt | None = None
+    prompt_tokens: int | None = None
+    model_calls: int | None = None
+    samples: tuple[str, ...] = ()
 
     def to_json_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict.

@@ -28,6 +28,13 @@ class Method(ABC):
     #: Whether the method sends prompts to the backend (baselines without a model do not).
     uses_backend: ClassVar[bool] = True
 
+    def calls_per_prompt(self) -> int:
+        """How many scorings or generations one prompt costs (1; ensembles and sampling more).
+
+        Calibration probes come on top of each; used for cost estimates (``--dry-run``).
+        """
+        return 1
+
     @abstractmethod
     def predict(
         self,

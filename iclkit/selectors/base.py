@@ -14,7 +14,9 @@ if TYPE_CHECKING:
 
     from typing_extensions import Self
 
+    from iclkit.backends.base import Backend
     from iclkit.example import Example
+    from iclkit.formatters.base import Formatter
     from iclkit.pool import Pool
 
 
@@ -23,7 +25,9 @@ class Selection:
     """A selector's answer for one query: pool indices, most relevant first, and their scores.
 
     ``scores[i]`` belongs to ``indices[i]``; higher is more relevant. Selectors without a notion
-    of relevance (``random``) give ``None`` scores and rank by their own order.
+    of relevance (``random``) give ``None`` scores and rank by their own order. ``calls`` and
+    ``tokens`` are the model calls and prompt tokens spent choosing (selectors that score
+    candidates with a language model; 0 for the others).
 
     Raises:
         ValueError: if ``indices`` and ``scores`` differ in length.
@@ -31,6 +35,8 @@ class Selection:
 
     indices: tuple[int, ...]
     scores: tuple[float | None, ...]
+    calls: int = 0
+    tokens: int = 0
 
     def __post_init__(self) -> None:
         if len(self.indices) != len(self.scores):
@@ -57,6 +63,24 @@ class Selector(ABC):
         """Remember the pool (and precompute what selection needs). Returns ``self``."""
         self.pool_ = pool
         return self
+
+    def prepare(  # noqa: B027 - an optional hook, empty by default
+        self, formatter: Formatter, instruction: str | None, backend: Backend | None
+    ) -> None:
+        """Learn how the pipeline renders and scores prompts (called by ``PromptBuilder.fit``).
+
+        The default ignores it; selectors that score candidate prompts with a language model
+        (``cone``, ``mdl``) render them with the builder's formatter and instruction and score
+        them with the pipeline's backend (``None`` when the builder has none).
+        """
+
+    def calls_per_query(self, k: int) -> int:
+        """Model calls selecting ``k`` demonstrations for one query costs (0 for most selectors).
+
+        Used for cost estimates (``--dry-run``); selectors that score candidates with a
+        language model override it.
+        """
+        return 0
 
     def save(self, folder: Path) -> None:  # noqa: B027 - an optional hook, empty by default
         """Write what :meth:`restore` needs to skip the costly part of :meth:`fit`.

@@ -27,7 +27,11 @@ LABELS = ["negative", "positive"]
 
 
 def make_config(**overrides: Any) -> dict[str, Any]:
-    """A small valid config on the example data with the ``local`` backend."""
+    """A small valid config on the example data with the ``local`` backend.
+
+    Without baselines, so that the grid holds exactly the cells a test sweeps (the baselines
+    have tests of their own, in ``test_baselines.py``).
+    """
     config: dict[str, Any] = {
         "name": "test",
         "data": {"pool": str(POOL), "eval": str(EVAL), "labels": LABELS, "eval_size": 12},
@@ -37,6 +41,7 @@ def make_config(**overrides: Any) -> dict[str, Any]:
             {"selector": ["random", "first"], "k": [2, 4], "seed": [0, 1]},
         ],
         "run": {"batch_size": 4},
+        "baselines": {"include": []},
     }
     config.update(overrides)
     return config

@@ -40,10 +40,19 @@ def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml, single_thread):
     result = CliRunner().invoke(main, ["run", str(path), "--out", str(out), "--no-progress"])
     assert result.exit_code == 0, result.output
     records = [json.loads(line) for line in (out / "results.jsonl").read_text().splitlines()]
-    assert len(records) == 4 * 3
+    # The grid's 4 cells and the default baselines: majority and knn-vote (no model call);
+    # the zero-shot baseline is the grid's uncalibrated k=0 cell, marked, not run twice.
+    assert len(records) == 6 * 3
+    marks = {c["baseline"] for c in json.loads((out / "run.json").read_text())["cells"]}
+    assert marks == {"majority", "zero-shot", "knn-vote", None}
     by_mode = {}
     for record in records:
         params = record["params"]
+        method = params["classifier"]["method"]["name"]
+        if method in ("majority", "knn-vote"):
+            assert record["model_calls"] == 0 and record["prompt_tokens"] == 0
+            by_mode.setdefault(method, []).append(record)
+            continue
         name = params["selector"]["name"] if params["k"] else "zero"
         by_mode.setdefault(name, []).append(record)
         calibrated = params["classifier"]["calibration"] is not None
@@ -65,7 +74,8 @@ def test_tiny_grid_with_the_bundled_models(tmp_path, write_yaml, single_thread):
     for record in by_mode["random"]:
         assert isinstance(record["output"], str) and record["scores"] == {}
     summary = (out / "summary.csv").read_text().splitlines()
-    assert len(summary) == 1 + 4
+    assert len(summary) == 1 + 6 and summary[0].startswith("cell,baseline,")
+    assert "knn-vote" in result.stdout and "majority" in result.stdout
     assert "zero-shot" in result.stdout and "accuracy 95% CI" in result.stdout
     # The CLI shows iclkit's INFO lines (here: the pool embedded for knn).
     assert "INFO iclkit.embedding: embedded" in result.stderr
