@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from iclkit.backends.base import Backend
     from iclkit.builder import PromptBuilder
     from iclkit.experiment.executors import Executor
+    from iclkit.methods.base import Scorer
     from iclkit.inference.prediction import Prediction
 
 #: Queries built and scored per step of :meth:`ICLClassifier.predict_detailed`.
@@ -191,6 +192,7 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         self.builder_: PromptBuilder = self.spec_.builder(self.backend_)
         self.builder_.allow_fewer = True
         self.builder_.fit(pool, restore_from=restore)
+        self.scorer_: Scorer = self.spec_.scorer(self.backend_)
         return self
 
     @staticmethod
@@ -256,10 +258,11 @@ class ICLClassifier(ClassifierMixin, BaseEstimator):  # type: ignore[misc]
         bar = tqdm(total=len(chunks), desc="predicting", unit="batch", disable=not self.verbose)
         with bar:
             if executor is None:
-                scorer = self.spec_.scorer(self.backend_)
                 done = []
                 for chunk in chunks:
-                    done.append(scorer.predict(self.builder_.build_batch(chunk), self.builder_))
+                    done.append(
+                        self.scorer_.predict(self.builder_.build_batch(chunk), self.builder_)
+                    )
                     bar.update()
             else:
                 results = {}
