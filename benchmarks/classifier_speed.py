@@ -42,6 +42,7 @@ def config(queries: int, dtype: str) -> dict:
         },
         "pipeline": {"formatter": FORMATTER, "backend": {"name": "local", "dtype": dtype}},
         "sweep": {"selector": "knn", "k": 4},
+        "baselines": {"include": []},
         "run": {"batch_size": 20},
     }
 
