@@ -43,8 +43,8 @@ if TYPE_CHECKING:
     from iclkit.backends.base import Backend
     from iclkit.builder import PromptBuilder
     from iclkit.experiment.executors import Executor
-    from iclkit.methods.base import Scorer
     from iclkit.inference.prediction import Prediction
+    from iclkit.methods.base import Scorer
 
 #: Queries built and scored per step of :meth:`ICLClassifier.predict_detailed`.
 STEP = 256

@@ -22,6 +22,8 @@ from __future__ import annotations
 import importlib
 import inspect
 import logging
+import os
+import sys
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from importlib.metadata import Distribution, EntryPoint, distributions
@@ -55,6 +57,17 @@ def _warn_once(message: str) -> None:
     if message not in _warned:
         _warned.add(message)
         logger.warning(message)
+
+
+def _install_state() -> tuple[tuple[str, int], ...]:
+    """Each ``sys.path`` entry with its modification time: what installing a package changes."""
+    state = []
+    for entry in sys.path:
+        try:
+            state.append((entry, os.stat(entry or ".").st_mtime_ns))
+        except OSError:
+            state.append((entry, -1))
+    return tuple(state)
 
 
 def _entry_points(group: str) -> Iterator[tuple[EntryPoint, str, str]]:
@@ -119,10 +132,18 @@ class Registry(Generic[T]):
         self.kind = kind
         self.base = base
         self._local: dict[str, _Declared] = {}
+        self._scanned: tuple[tuple[tuple[str, int], ...], dict[str, list[_Declared]]] | None = None
 
     # -- discovery ------------------------------------------------------------------------------
 
     def _declared(self) -> dict[str, list[_Declared]]:
+        """The group's entry points by name; rescanned only after a package is (un)installed."""
+        state = _install_state()
+        if self._scanned is None or self._scanned[0] != state:
+            self._scanned = (state, self._scan())
+        return self._scanned[1]
+
+    def _scan(self) -> dict[str, list[_Declared]]:
         found: dict[str, list[_Declared]] = {}
         for ep, distribution, version in _entry_points(self.group):
             info = PluginInfo(

@@ -14,6 +14,7 @@ query) pair once, the first record written for it, whatever the file holds.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -80,6 +81,20 @@ def _first_problem(error: ValidationError, prefix: tuple[str | int, ...] = ()) -
     return f"{where}: {first['msg']}"
 
 
+@functools.lru_cache(maxsize=1024)
+def _params_problem(params: str) -> ValidationError | None:
+    """Why a cell's ``params`` (as sorted JSON) are not valid, or ``None`` if they are.
+
+    Cached: the records of one cell share their params, and validating them creates the
+    cell's components.
+    """
+    try:
+        Cell.model_validate({**json.loads(params), "id": ""}, strict=True)
+    except ValidationError as error:
+        return error
+    return None
+
+
 def _check_shape(adapter: TypeAdapter[Any], value: Any, path: Path, line: int | None) -> None:
     """Raise a :class:`DataError` naming the first field of ``value`` of the wrong shape.
 
@@ -99,10 +114,9 @@ def _check_shape(adapter: TypeAdapter[Any], value: Any, path: Path, line: int | 
                 (("cells", i, "params"), c["params"]) for i, c in enumerate(value.get("cells", []))
             ]
         for where, params in located:
-            try:
-                Cell.model_validate({**params, "id": ""}, strict=True)
-            except ValidationError as error:
-                problem = _first_problem(error, where)
+            invalid = _params_problem(json.dumps(params, sort_keys=True))
+            if invalid is not None:
+                problem = _first_problem(invalid, where)
                 break
     if problem is not None:
         raise DataError(
