@@ -75,7 +75,9 @@ def test_tune_evaluate_compares_the_choice_with_every_baseline_on_held_out_data(
         json.loads(line) for line in (out / "evaluation" / "results.jsonl").read_text().splitlines()
     ]
     run = json.loads((out / "evaluation" / "run.json").read_text())
-    assert run["eval_size"] == 4 and run["pool_size"] == 200  # the whole pool, as the model
+    saved_pool = (out / "model" / "pool.jsonl").read_text().splitlines()
+    # The pool the saved model was fitted on: the 200 less the 6 dev examples.
+    assert run["eval_size"] == 4 and run["pool_size"] == len(saved_pool) == 194
     dev_run = json.loads((out / "grid" / "run.json").read_text())
     assert run["baselines"]["knn-vote"]["k"] == dev_run["baselines"]["knn-vote"]["k"]
     marks = {cell["baseline"] for cell in run["cells"]}
