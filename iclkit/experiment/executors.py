@@ -34,6 +34,8 @@ W = TypeVar("W")
 T = TypeVar("T")
 R = TypeVar("R")
 
+#: Bytes a worker's memory may grow after its first task before loky restarts it: no limit.
+NO_LEAK_LIMIT = 10**15
 #: A worker process's state (what ``setup`` made) and the payload key it was made from.
 _WORKER: dict[str, Any] = {}
 #: The payload a :class:`ProcessExecutor` worker received when it started.
@@ -209,7 +211,14 @@ class ProcessExecutor(Executor):
             max_workers=min(self.jobs, len(items)),
             initializer=_start_process,
             initargs=(shared, threads),
-            env={"OMP_NUM_THREADS": str(threads), "HF_HUB_DISABLE_PROGRESS_BARS": "1"},
+            env={
+                "OMP_NUM_THREADS": str(threads),
+                "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+                # loky restarts a worker whose memory grew 300 MB after its first task, taking
+                # it for a leak; a worker's model caches and fitted selectors grow by more, and
+                # a restart would load the model again.
+                "LOKY_MAX_MEMORY_LEAK_SIZE": str(NO_LEAK_LIMIT),
+            },
         )
         finished = False
         try:

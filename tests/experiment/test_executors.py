@@ -171,6 +171,18 @@ def test_worker_processes_keep_their_state_and_hand_back_the_first_error():
     assert not workers, "workers left behind"
 
 
+def _grow(state, item):
+    if item == 1:
+        state.append(b"x" * 400_000_000)  # a model's caches growing after the first task
+    time.sleep(1.2)  # past loky's one-second memory check
+    return os.getpid()
+
+
+def test_a_worker_whose_memory_grows_is_kept_with_its_state():
+    found = dict(ProcessExecutor(1, threads=1).map(list, (), _grow, [0, 1, 2, 3]))
+    assert len(set(found.values())) == 1, "the worker was restarted (its model reloaded)"
+
+
 def test_a_worker_that_dies_is_one_clear_error():
     with pytest.raises(WorkerError, match="a worker process died"):
         list(ProcessExecutor(1, threads=1).map(int, "0", lambda state, item: os._exit(3), [1]))
