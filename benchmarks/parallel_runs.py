@@ -10,9 +10,9 @@
 2. ``totals``: each CONFIG with ``iclkit run CONFIG --jobs 2``, one command each; prints each
    wall-clock and the total.
 
-    flock /work/notes/heavy.lock .venv/bin/python benchmarks/parallel_runs.py ratio \\
+    .venv/bin/python benchmarks/parallel_runs.py ratio \\
         examples/real-data/sst2.yaml --eval-size 40
-    flock /work/notes/heavy.lock .venv/bin/python benchmarks/parallel_runs.py totals \\
+    .venv/bin/python benchmarks/parallel_runs.py totals \\
         examples/real-data/sst2.yaml examples/real-data/agnews.yaml
 
 Run it on a machine with no other heavy job (it prints the load average before and after).
