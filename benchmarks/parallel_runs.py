@@ -7,8 +7,8 @@
    ``--eval-size N`` keeps the first N evaluation examples of the config (every cell kept).
    A warm-up first embeds the pool and the evaluation set into iclkit's embedding cache, so
    that neither timed run pays for it.
-2. ``totals``: each CONFIG with ``iclkit run CONFIG --jobs 2``, one command each; prints each
-   wall-clock and the total.
+2. ``totals``: each CONFIG with ``iclkit run CONFIG --jobs 2``, one command each, after the
+   same warm-up for every config; prints each wall-clock and the total.
 
     .venv/bin/python benchmarks/parallel_runs.py ratio \\
         examples/real-data/sst2.yaml --eval-size 40
@@ -109,10 +109,12 @@ def ratio(args: argparse.Namespace, work: Path) -> None:
 
 
 def totals(args: argparse.Namespace, work: Path) -> None:
+    configs = [subset(path, None, work) for path in args.configs]
+    for config in configs:
+        warm_up(config)
     print(f"before: {load()}")
     total = 0.0
-    for path in args.configs:
-        config = subset(path, None, work)
+    for path, config in zip(args.configs, configs, strict=True):
         wall, cpu = timed(
             ["run", str(config), "--out", str(work / config.stem), "--jobs", str(args.jobs)],
             work / f"{config.stem}.log",
